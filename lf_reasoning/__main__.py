@@ -1,0 +1,3 @@
+from lf_reasoning.cli import main
+
+main()

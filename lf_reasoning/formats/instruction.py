@@ -1,0 +1,43 @@
+"""Alpaca instruction data, with or without ``<think>`` markup in ``output`` (the 110k SFT variant)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lf_reasoning.errors import RecordError
+from lf_reasoning.formats import fields
+from lf_reasoning.sample import ReasoningSample, Turn
+from lf_reasoning.thoughts import split_thought
+
+
+def detect_alpaca(record: dict[str, Any]) -> str | None:
+    if {"instruction", "output"} <= record.keys():
+        return "has instruction/output (Alpaca)"
+    return None
+
+
+def read_alpaca(record: dict[str, Any]) -> list[ReasoningSample]:
+    prompt = fields.text(record, "instruction")
+    query = fields.text(record, "input", required=False)
+    if query:  # LLaMA-Factory joins instruction and input with a newline
+        prompt = f"{prompt}\n{query}"
+    thought, answer = split_thought(fields.text(record, "output"))
+    return [ReasoningSample(
+        prompt=prompt, thought=thought, answer=answer, system=fields.text(record, "system", required=False),
+        history=_history(record.get("history")), score=fields.number(record, "score"),
+        source=fields.identifier(record, "repo_name"), id=fields.identifier(record, "id"),
+    )]
+
+
+def _history(value: Any) -> list[Turn]:
+    if not value:
+        return []
+    if not isinstance(value, list):
+        raise RecordError("wrong_type", f"field 'history' is {type(value).__name__}, expected a list of pairs")
+    turns = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise RecordError("wrong_type", f"history[{i}] is not a [query, response] pair of strings")
+        thought, answer = split_thought(pair[1])
+        turns.append(Turn(prompt=pair[0], answer=answer, thought=thought))
+    return turns

@@ -1,0 +1,175 @@
+"""Open every supported input and stream its raw records, each tagged with where it came from.
+
+A record that cannot be parsed is yielded as a :class:`RecordError` (so one bad line rejects one record);
+a source that cannot be read at all raises :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from lf_reasoning.errors import RecordError, UserError
+
+SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".csv")
+BOM = b"\xef\xbb\xbf"
+
+Raw = dict[str, Any] | RecordError
+
+
+def has_supported_suffix(path: Path) -> bool:
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def list_files(src: str) -> list[Path]:
+    """The files a SRC argument names: a file, or the supported files of a directory (sorted)."""
+    path = Path(src)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and has_supported_suffix(p)
+                       and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"{src}: directory holds no {', '.join(SUFFIXES)} file")
+        return files
+    if path.is_file():
+        if not has_supported_suffix(path):
+            raise UserError(f"{src}: unsupported file type; use one of {', '.join(SUFFIXES)}")
+        return [path]
+    raise UserError(f"{src}: no such file or directory")
+
+
+def iter_file(path: Path) -> Iterator[tuple[str, Raw]]:
+    """Yield ``(where, record)`` for every record of one file; ``where`` is ``file:line`` or ``file#index``."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        yield from _iter_parquet(path)
+    elif name.endswith(".csv"):
+        yield from _iter_csv(path)
+    else:
+        yield from _iter_json(path)
+
+
+def iter_hub(name: str, *, split: str = "train") -> Iterator[tuple[str, Raw]]:
+    """Stream a Hugging Face dataset ``owner/name`` (``owner/name:subset`` picks a configuration)."""
+    import datasets
+
+    repo, _, subset = name.partition(":")
+    try:
+        data = datasets.load_dataset(repo, subset or None, split=split, streaming=True)
+        for i, row in enumerate(data):
+            yield f"{name}#{i}", row
+    except Exception as err:  # datasets raises many types: connection, missing config, offline mode
+        raise UserError(
+            f"{name}: not a local file or directory, and loading it from the Hugging Face Hub failed: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def looks_like_hub_name(src: str) -> bool:
+    repo = src.partition(":")[0]
+    return not Path(src).exists() and repo.count("/") == 1 and not repo.startswith((".", "/"))
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb", buffering=1 << 20)
+
+
+def _iter_json(path: Path) -> Iterator[tuple[str, Raw]]:
+    with _open_binary(path) as f:
+        head = f.peek(64)[:64] if hasattr(f, "peek") else b""
+        if head.startswith(BOM):
+            f.read(len(BOM))
+            head = head[len(BOM):]
+        if head.lstrip()[:1] == b"[":
+            yield from _iter_json_array(path, f.read())
+            return
+        empty = True
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            empty = False
+            where = f"{path}:{lineno}"
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as err:
+                yield where, _json_error(err)
+                continue
+            if isinstance(obj, dict):
+                yield where, obj
+            else:
+                yield where, RecordError("not_an_object", f"line holds a JSON {type(obj).__name__}, not an object")
+    if empty:
+        raise UserError(f"{path}: file is empty (no records)")
+
+
+def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Raw]]:
+    try:
+        items = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
+                        "Fix the file or write it as JSON Lines (one object per line).") from err
+    if not items:
+        raise UserError(f"{path}: file is empty (an empty JSON array)")
+    for i, obj in enumerate(items):
+        where = f"{path}#{i}"
+        if isinstance(obj, dict):
+            yield where, obj
+        else:
+            yield where, RecordError("not_an_object", f"item is a JSON {type(obj).__name__}, not an object")
+
+
+def _json_error(err: orjson.JSONDecodeError) -> RecordError:
+    if "UTF-8" in err.msg:
+        return RecordError("invalid_utf8", f"line is not valid UTF-8 ({err.msg}); re-encode the file as UTF-8")
+    return RecordError("invalid_json", f"invalid JSON at column {err.colno}: {err.msg}")
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[str, Raw]]:
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid/OSError for a damaged file
+        raise UserError(f"{path}: cannot read as Parquet: {err}") from err
+    if reader.metadata.num_rows == 0:
+        raise UserError(f"{path}: file is empty (no rows)")
+    i = 0
+    for batch in reader.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            yield f"{path}#{i}", row
+            i += 1
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[str, Raw]]:
+    # surrogateescape keeps reading past invalid bytes so only the affected row is rejected
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        rows = csv.DictReader(f)
+        if not rows.fieldnames:
+            raise UserError(f"{path}: file is empty (no header row)")
+        empty = True
+        for row in rows:
+            empty = False
+            where = f"{path}:{rows.line_num}"
+            if None in row:
+                yield where, RecordError("csv_columns", "row has more fields than the header")
+                continue
+            try:
+                "".join(v for v in row.values() if v).encode("utf-8")
+            except UnicodeEncodeError:
+                yield where, RecordError("invalid_utf8", "row is not valid UTF-8; re-encode the file as UTF-8")
+                continue
+            yield where, row
+    if empty:
+        raise UserError(f"{path}: file has a header but no rows")
