@@ -58,7 +58,7 @@ Examples:
 @click.option("--min-score", type=float, help="Drop records whose score is below X (or that have none).")
 @click.option("--require-verified", is_flag=True, help="Drop records without a positive verification verdict.")
 @click.option("--dedup", type=click.Choice(["normalized", "exact", "off"]), default="normalized", show_default=True,
-              help="Drop repeated prompts: normalized folds case, width, spacing and punctuation.")
+              help="Drop repeated prompts: normalized folds case, full-width forms and spacing.")
 @click.option("--max-tokens", type=click.IntRange(min=1),
               help="Drop (never truncate) records longer than N tokens; set it to your cutoff_len.")
 @click.option("--tokenizer", help="Tokenizer path or id used by --max-tokens.")
@@ -68,10 +68,12 @@ Examples:
 @click.option("--strict", is_flag=True, help="Stop at the first invalid record instead of rejecting it.")
 @click.option("--force", is_flag=True, help="Replace an existing different entry NAME (other entries are kept).")
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face dataset SRC.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
 def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, mapping: tuple[str, ...],
             style: str, think: str, system: str | None, prompt_template: TextIO | None, min_score: float | None,
             require_verified: bool, dedup: str, max_tokens: int | None, tokenizer: str | None,
-            template: str | None, rejects: Path | None, strict: bool, force: bool, hub_split: str) -> None:
+            template: str | None, rejects: Path | None, strict: bool, force: bool, hub_split: str,
+            workers: int | None) -> None:
     """Convert SRC (files, directories or a Hugging Face dataset) into a LLaMA-Factory dataset.
 
     Reads every known reasoning shape (R1 distill dumps, OpenR1, s1K, CoT sets, OpenAI messages with
@@ -87,7 +89,7 @@ def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, ma
         system=system, prompt_template=prompt_template.read() if prompt_template else None,
         min_score=min_score, require_verified=require_verified, dedup=dedup,  # type: ignore[arg-type]
         max_tokens=max_tokens, tokenizer=tokenizer, template=template, rejects=rejects, strict=strict,
-        force=force, hub_split=hub_split, log=lambda msg: click.echo(msg, err=True), progress=True,
+        force=force, hub_split=hub_split, workers=workers, log=lambda msg: click.echo(msg, err=True), progress=True,
     )
     click.echo(format_report(report))
     if report.invalid:

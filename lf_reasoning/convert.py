@@ -6,11 +6,16 @@ Nothing is written until every check that can fail early has passed; the data fi
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import multiprocessing
 import os
 import re
+import signal
 import sys
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +24,7 @@ from typing import IO, Any
 import orjson
 
 from lf_reasoning.errors import RecordError, UserError
-from lf_reasoning.filters import Dedup, SampleFilter
+from lf_reasoning.filters import Dedup, SampleFilter, prompt_digest
 from lf_reasoning.formats import Format, detect_format, resolve_reader
 from lf_reasoning.llamafactory.dataset_info import (
     alpaca_entry,
@@ -30,10 +35,12 @@ from lf_reasoning.llamafactory.dataset_info import (
 )
 from lf_reasoning.render import Style, ThinkMode, lf_messages, to_record
 from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.sources import Raw, iter_file, iter_hub, list_files, looks_like_hub_name
+from lf_reasoning.sources import Raw, iter_file, iter_hub, list_files, looks_like_hub_name, parse_line
 
 _NAME = re.compile(r"^[\w.-]+$")
 _TOKEN_BATCH = 512
+_CHUNK = 256  # records per worker task: big enough to amortise pickling, small enough to keep memory flat
+Messages = list[dict[str, str]]
 
 
 @dataclass
@@ -41,32 +48,33 @@ class ConvertReport:
     data_file: Path
     rejects_file: Path
     read: int = 0  # raw records read
-    written: int = 0
+    written: int = 0  # rejects_file exists only when something was rejected (or --rejects was given)
     invalid: Counter[str] = field(default_factory=Counter)  # bad input: parse errors, wrong types, bad markup
     filtered: Counter[str] = field(default_factory=Counter)  # good input dropped by a filter
-    formats: dict[str, str] = field(default_factory=dict)  # source file → "format (why)"
+    formats: dict[str, str] = field(default_factory=dict)  # source → "format (why)"
     scores: Counter[int] = field(default_factory=Counter)
 
 
-@dataclass
-class _Counting:
-    """Token-length filter for ``--max-tokens``: counts in batches, drops what LLaMA-Factory would cut."""
+@dataclass(frozen=True)
+class _Settings:
+    """Everything a worker needs to turn raw records into output lines (picklable)."""
 
-    max_tokens: int
-    counter: Any  # lf_reasoning.llamafactory.tokens.TokenCounter, imported only when used
+    mapping: tuple[str, ...]
     think: ThinkMode
-    pending: list[tuple[str, ReasoningSample]] = field(default_factory=list)
+    style: Style
+    system: str | None
+    prompt_template: str | None
+    dedup: Dedup
+    keep: SampleFilter
+    with_messages: bool  # send the conversation back for token counting
 
-    def flush(self) -> Iterator[tuple[str, ReasoningSample, RecordError | None]]:
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
-        lengths = self.counter.count([(s.system, lf_messages(s, self.think)) for _, s in batch])
-        for (where, sample), n in zip(batch, lengths, strict=True):
-            error = None
-            if n > self.max_tokens:
-                error = RecordError("too_long", f"{n} tokens > --max-tokens {self.max_tokens}")
-            yield where, sample, error
+
+# What a worker reports per sample (tuples: cheap to pickle back to the main process):
+#   ("ok", where, score, output_line, prompt_digest, (system, messages) | None)
+#   ("filtered", where, score, reason, detail, sample_dict)
+#   ("invalid", where, reason, detail, raw_record)
+#   ("blank", where)  — a whitespace-only line, not a record
+Outcome = tuple[Any, ...]
 
 
 def convert(
@@ -90,24 +98,29 @@ def convert(
     strict: bool = False,
     force: bool = False,
     hub_split: str = "train",
+    workers: int | None = None,
     log: Callable[[str], None] = lambda msg: None,
     progress: bool = False,
 ) -> ConvertReport:
-    """Convert ``sources`` into ``dataset_dir/name.jsonl`` and register ``name`` in its dataset_info.json."""
+    """Convert ``sources`` into ``dataset_dir/name.jsonl`` and register ``name`` in its dataset_info.json.
+
+    Records are parsed, read, filtered and rendered in ``workers`` processes (default: one per CPU) and
+    written in input order; deduplication and token counting run in this process.
+    """
     if not _NAME.match(name):
         raise UserError(f"--name {name!r}: use letters, digits, '_', '-' or '.' (it becomes a file name)")
     if prompt_template is not None and "{prompt}" not in prompt_template:
         raise UserError("the prompt template has no {prompt} placeholder; put {prompt} where the question goes")
-    counting = None
+    counter = None
     if max_tokens is not None:
         if not tokenizer or not template:
             raise UserError("--max-tokens needs --tokenizer PATH and --template NAME (the LLaMA-Factory template "
                             "you will train with, e.g. qwen3 or deepseekr1) to count tokens exactly")
         from lf_reasoning.llamafactory.tokens import TokenCounter
 
-        counting = _Counting(max_tokens, TokenCounter(tokenizer, template), think)
+        counter = TokenCounter(tokenizer, template)
     reader = resolve_reader(fmt, mapping)
-    inputs = _resolve_inputs(sources, hub_split)
+    inputs = _resolve_inputs(sources)
 
     dataset_dir = Path(dataset_dir)
     try:
@@ -123,80 +136,80 @@ def convert(
         raise UserError(f"{data_file} exists but is not registered as '{name}'; pass --force to overwrite it "
                         "or choose another --name")
 
+    settings = _Settings(tuple(mapping), think, style, system, prompt_template, dedup,
+                         SampleFilter(think=think, min_score=min_score, require_verified=require_verified),
+                         with_messages=counter is not None)
     report = ConvertReport(data_file=data_file, rejects_file=rejects_file)
-    keep = SampleFilter(think=think, min_score=min_score, require_verified=require_verified, dedup=dedup)
-    data_out = _TempFile(data_file)
-    try:
-        rejects_out = _TempFile(rejects_file)
-    except UserError:
-        data_out.discard()
-        raise
-    bar = _progress_bar(progress)
-    try:
-        def reject(where: str, error: RecordError, counter: Counter[str], record: Any) -> None:
-            counter[error.reason] += 1
-            rejects_out.write({"where": where, "reason": error.reason, "detail": error.detail, "record": record})
+    seen: set[bytes] = set()
+    counting: list[tuple[str, bytes, tuple[str | None, Messages]]] = []
+    with _TempFile(data_file) as data_out, _TempFile(rejects_file) as rejects_out, contextlib.ExitStack() as stack:
 
-        def emit(where: str, sample: ReasoningSample, error: RecordError | None) -> None:
-            if error is not None:
-                reject(where, error, report.filtered, asdict(sample))
-                return
-            data_out.write(to_record(sample, think, style))
-            report.written += 1
+        def reject(counter_: Counter[str], where: str, reason: str, detail: str, record: Any) -> None:
+            counter_[reason] += 1
+            rejects_out.write(orjson.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
+                                           default=str))
 
-        for where, raw, fmt_used in _iter_records(inputs, reader, report, log):
-            report.read += 1
-            if bar is not None and report.read % 1000 == 0:
-                bar.update(1000)
-            if isinstance(raw, RecordError):
-                samples: Sequence[ReasoningSample | RecordError] | RecordError = raw
-            else:
-                assert fmt_used is not None  # detected from the first valid record
-                try:
-                    samples = fmt_used.read(raw)
-                except RecordError as err:
-                    samples = err
-            if isinstance(samples, RecordError):
+        def flush_counting() -> None:
+            assert counter is not None and max_tokens is not None
+            lengths = counter.count([conv for _, _, conv in counting])
+            for (where, line, _), n in zip(counting, lengths, strict=True):
+                if n > max_tokens:
+                    reject(report.filtered, where, "too_long", f"{n} tokens > --max-tokens {max_tokens}", line)
+                else:
+                    data_out.write(line)
+                    report.written += 1
+            counting.clear()
+
+        records = _iter_records(inputs, reader, report, log, hub_split)
+        # closing(): on an error or Ctrl-C the pool is shut down here, not whenever the generator is collected
+        outcomes = stack.enter_context(contextlib.closing(_run_workers(settings, records, workers, progress)))
+        for outcome in outcomes:
+            kind, where = outcome[0], outcome[1]
+            if kind == "ok":
+                _, _, score, line, digest, conv = outcome
+                if score is not None:
+                    report.scores[int(score)] += 1
+                if digest is not None:
+                    if digest in seen:
+                        reject(report.filtered, where, "duplicate_prompt", f"prompt already seen ({dedup} dedup)",
+                               orjson.Fragment(line))
+                        continue
+                    seen.add(digest)
+                if conv is None:
+                    data_out.write(line)
+                    report.written += 1
+                    continue
+                counting.append((where, line, conv))
+                if len(counting) >= _TOKEN_BATCH:
+                    flush_counting()
+            elif kind == "filtered":
+                _, _, score, reason, detail, record = outcome
+                if score is not None:
+                    report.scores[int(score)] += 1
+                reject(report.filtered, where, reason, detail, record)
+            elif kind == "invalid":
+                _, _, reason, detail, record = outcome
                 if strict:
-                    raise UserError(f"{where}: {samples.detail} (--strict stops at the first invalid record)")
-                log(f"warning: {where}: {samples.detail}")
-                reject(where, samples, report.invalid, raw if isinstance(raw, dict) else None)
-                continue
-            for sample in samples:
-                if isinstance(sample, RecordError):
-                    reject(where, sample, report.filtered, raw)
-                    continue
-                _apply_prompt_options(sample, system, prompt_template)
-                if sample.score is not None:
-                    report.scores[int(sample.score)] += 1
-                error = keep(sample)
-                if error is not None or counting is None:
-                    emit(where, sample, error)
-                    continue
-                counting.pending.append((where, sample))
-                if len(counting.pending) >= _TOKEN_BATCH:
-                    for item in counting.flush():
-                        emit(*item)
-        if counting is not None:
-            for item in counting.flush():
-                emit(*item)
-        if bar is not None:
-            bar.update(report.read % 1000)
-        rejects_out.commit()
+                    raise UserError(f"{where}: {detail} (--strict stops at the first invalid record)")
+                log(f"warning: {where}: {detail}")
+                reject(report.invalid, where, reason, detail, record)
+            else:  # a whitespace-only line was counted as read
+                report.read -= 1
+        if counting:
+            flush_counting()
+        if rejects_out.lines or rejects is not None:
+            rejects_out.commit()
+        else:  # no rejects: a default-path file left by an earlier run would describe that run, not this one
+            rejects_file.unlink(missing_ok=True)
         if report.written == 0:
             raise UserError(f"no records written: all {report.read} records were rejected; reasons are in "
                             f"{rejects_file}. {dataset_dir}/dataset_info.json was not changed.")
         data_out.commit()
         write_dataset_info(dataset_dir, merged)
-    finally:
-        if bar is not None:
-            bar.close()
-        data_out.discard()
-        rejects_out.discard()
     return report
 
 
-def _resolve_inputs(sources: Sequence[str], hub_split: str) -> list[Path | str]:
+def _resolve_inputs(sources: Sequence[str]) -> list[Path | str]:
     """Every local file (directories expanded) or hub name, checked to exist before anything is written."""
     if not sources:
         raise UserError("no SRC given: pass a file, a directory or a Hugging Face dataset name")
@@ -210,20 +223,104 @@ def _resolve_inputs(sources: Sequence[str], hub_split: str) -> list[Path | str]:
 
 
 def _iter_records(
-    inputs: list[Path | str], reader: Format | None, report: ConvertReport, log: Callable[[str], None]
-) -> Iterator[tuple[str, Raw, Format | None]]:
-    """Raw records of every input with the format that reads them (detected on each file's first record)."""
+    inputs: list[Path | str], reader: Format | None, report: ConvertReport, log: Callable[[str], None],
+    hub_split: str,
+) -> Iterator[tuple[str, Raw, str]]:
+    """``(where, raw, format name)`` for every raw record; the format is detected on each file's first record."""
     for src in inputs:
-        records = iter_file(src) if isinstance(src, Path) else iter_hub(src)
+        records = iter_file(src, lazy=True) if isinstance(src, Path) else iter_hub(src, split=hub_split)
         fmt = reader
+        if reader is not None:
+            report.formats[str(src)] = f"{reader.name} (--format)"
         for where, raw in records:
-            if fmt is None and not isinstance(raw, RecordError):
+            if fmt is None and isinstance(raw, dict):
                 fmt, why = detect_format(raw, where)
                 report.formats[str(src)] = f"{fmt.name} ({why})"
                 log(f"{src}: format {fmt.name}: {why}")
-            yield where, raw, fmt
-        if reader is not None:
-            report.formats[str(src)] = f"{reader.name} (--format)"
+            report.read += 1
+            yield where, raw, fmt.name if fmt is not None else ""
+
+
+def _run_workers(
+    settings: _Settings, records: Iterator[tuple[str, Raw, str]], workers: int | None, progress: bool
+) -> Iterator[Outcome]:
+    """Process chunks of records in a process pool, in input order, with a bounded number of chunks in flight."""
+    chunks = _chunked(records, _CHUNK)
+    head = list(itertools.islice(chunks, 2))
+    workers = workers or os.cpu_count() or 1
+    bar = _progress_bar() if progress else None
+    try:
+        if len(head) < 2 or workers < 2:  # small input: a pool would cost more than it saves
+            for chunk in itertools.chain(head, chunks):
+                if bar is not None:
+                    bar.update(len(chunk))
+                yield from _process_chunk(settings, chunk)
+            return
+        with multiprocessing.Pool(workers, initializer=_ignore_sigint) as pool:
+            pending: deque[tuple[int, Any]] = deque()
+            for chunk in itertools.chain(head, chunks):
+                pending.append((len(chunk), pool.apply_async(_process_chunk, (settings, chunk))))
+                while len(pending) >= 2 * workers or (pending and pending[0][1].ready()):
+                    size, result = pending.popleft()
+                    if bar is not None:
+                        bar.update(size)
+                    yield from result.get()
+            for size, result in pending:
+                if bar is not None:
+                    bar.update(size)
+                yield from result.get()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the pool and removes its temp files."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process_chunk(settings: _Settings, chunk: list[tuple[str, Raw, str]]) -> list[Outcome]:
+    """Parse, read, filter and render one chunk of raw records (runs in a worker process)."""
+    out: list[Outcome] = []
+    for where, raw, fmt_name in chunk:
+        record = parse_line(raw) if isinstance(raw, bytes) else raw
+        if record is None:
+            out.append(("blank", where))
+            continue
+        if isinstance(record, RecordError):
+            line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
+            out.append(("invalid", where, record.reason, record.detail, line))
+            continue
+        try:
+            samples = _reader(fmt_name, settings.mapping).read(record)
+        except RecordError as err:
+            out.append(("invalid", where, err.reason, err.detail, record))
+            continue
+        for sample in samples:
+            if isinstance(sample, RecordError):  # one unusable candidate of a multi-sample record
+                out.append(("filtered", where, None, sample.reason, sample.detail, record))
+                continue
+            _apply_prompt_options(sample, settings.system, settings.prompt_template)
+            error = settings.keep(sample)
+            if error is not None:
+                out.append(("filtered", where, sample.score, error.reason, error.detail, asdict(sample)))
+                continue
+            conv = (sample.system, lf_messages(sample, settings.think)) if settings.with_messages else None
+            line = orjson.dumps(to_record(sample, settings.think, settings.style))
+            out.append(("ok", where, sample.score, line, prompt_digest(sample, settings.dedup), conv))
+    return out
+
+
+@functools.cache
+def _reader(fmt_name: str, mapping: tuple[str, ...]) -> Format:
+    reader = resolve_reader(fmt_name, mapping)
+    assert reader is not None, "records reach a worker only after their format is known"
+    return reader
 
 
 def _apply_prompt_options(sample: ReasoningSample, system: str | None, prompt_template: str | None) -> None:
@@ -236,7 +333,8 @@ def _apply_prompt_options(sample: ReasoningSample, system: str | None, prompt_te
 
 
 class _TempFile:
-    """A JSONL file written next to its destination and renamed into place by :meth:`commit`."""
+    """A JSON Lines file written next to its destination: :meth:`commit` renames it into place; leaving the
+    ``with`` block without a commit (an error, Ctrl-C) removes it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -246,9 +344,12 @@ class _TempFile:
             raise UserError(f"cannot write {path}: {err.strerror}") from err
         self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
         self._done = False
+        self.lines = 0
 
-    def write(self, obj: dict[str, Any]) -> None:
-        self._file.write(orjson.dumps(obj, default=str) + b"\n")
+    def write(self, line: bytes) -> None:
+        self._file.write(line)
+        self._file.write(b"\n")
+        self.lines += 1
 
     def commit(self) -> None:
         self._file.flush()
@@ -257,16 +358,16 @@ class _TempFile:
         os.replace(self._tmp, self.path)
         self._done = True
 
-    def discard(self) -> None:
-        """Remove the temp file unless committed (safe to call twice, and after a failure)."""
+    def __enter__(self) -> _TempFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._file.close()
         if not self._done:
             Path(self._tmp).unlink(missing_ok=True)
 
 
-def _progress_bar(enabled: bool) -> Any:
-    if not enabled:
-        return None
+def _progress_bar() -> Any:
     from tqdm import tqdm
 
     return tqdm(unit=" records", file=sys.stderr, disable=None, mininterval=0.5)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from lf_reasoning.errors import RecordError
@@ -13,24 +12,25 @@ from lf_reasoning.render import ThinkMode
 from lf_reasoning.sample import ReasoningSample
 
 Dedup = Literal["normalized", "exact", "off"]
-_NOT_WORD = re.compile(r"[\W_]+")
-_MARKUP = ("<think>", "</think>", "<|begin_of_thought|>", "<|end_of_thought|>")
 
 
 def normalize_prompt(text: str) -> str:
-    """Case, width, whitespace and punctuation folded, so trivially different copies collide."""
-    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    """Case, width (full-width forms) and whitespace folded, so trivially different copies collide."""
+    if not unicodedata.is_normalized("NFKC", text):  # the check is ~40x cheaper than normalising
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().split())
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampleFilter:
-    """Call it on each sample: ``None`` keeps it, a :class:`RecordError` says why it is dropped."""
+    """Call it on each sample: ``None`` keeps it, a :class:`RecordError` says why it is dropped.
+
+    Deduplication needs state shared across the whole run, so it is separate: :func:`prompt_digest`.
+    """
 
     think: ThinkMode = "keep"
     min_score: float | None = None
     require_verified: bool = False
-    dedup: Dedup = "normalized"
-    _seen: set[bytes] = field(default_factory=set, repr=False)
 
     def __call__(self, s: ReasoningSample) -> RecordError | None:
         finish = s.meta.get("finish_reason")
@@ -51,15 +51,17 @@ class SampleFilter:
         if self.think == "keep" and s.thought is not None and not s.thought.strip():
             return RecordError("empty_thought", "the thought is empty (use --think empty/drop to train without)")
         for text in (s.thought or "", s.answer):
-            for tag in _MARKUP:
-                if tag in text:
-                    return RecordError("stray_markup", f"{tag} inside the thought or answer")
-        if self.dedup != "off":
-            key = "\x00".join([s.system or "", *(t.prompt for t in s.history), s.prompt])
-            if self.dedup == "normalized":
-                key = normalize_prompt(key)
-            digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-            if digest in self._seen:
-                return RecordError("duplicate_prompt", f"prompt already seen ({self.dedup} dedup)")
-            self._seen.add(digest)
+            # "think>" covers <think> and </think>, "_thought|>" both begin/end_of_thought: two scans, not four
+            if "think>" in text or "_thought|>" in text:
+                return RecordError("stray_markup", "thought markup inside the thought or answer")
         return None
+
+
+def prompt_digest(s: ReasoningSample, dedup: Dedup) -> bytes | None:
+    """A 16-byte key of the system prompt and every user turn; equal keys are duplicates."""
+    if dedup == "off":
+        return None
+    key = "\x00".join([s.system or "", *(t.prompt for t in s.history), s.prompt])
+    if dedup == "normalized":
+        key = normalize_prompt(key)
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()

@@ -20,7 +20,8 @@ from lf_reasoning.errors import RecordError, UserError
 SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".csv")
 BOM = b"\xef\xbb\xbf"
 
-Raw = dict[str, Any] | RecordError
+# A raw record: parsed, the reason it could not be, or (lazy JSON Lines reading) the line still unparsed.
+Raw = dict[str, Any] | RecordError | bytes
 
 
 def has_supported_suffix(path: Path) -> bool:
@@ -43,15 +44,19 @@ def list_files(src: str) -> list[Path]:
     raise UserError(f"{src}: no such file or directory")
 
 
-def iter_file(path: Path) -> Iterator[tuple[str, Raw]]:
-    """Yield ``(where, record)`` for every record of one file; ``where`` is ``file:line`` or ``file#index``."""
+def iter_file(path: Path, *, lazy: bool = False) -> Iterator[tuple[str, Raw]]:
+    """Yield ``(where, record)`` for every record of one file; ``where`` is ``file:line`` or ``file#index``.
+
+    With ``lazy``, JSON Lines records after the first object come as unparsed ``bytes`` for
+    :func:`parse_line`, so parsing can happen in worker processes.
+    """
     name = path.name.lower()
     if name.endswith(".parquet"):
         yield from _iter_parquet(path)
     elif name.endswith(".csv"):
         yield from _iter_csv(path)
     else:
-        yield from _iter_json(path)
+        yield from _iter_json(path, lazy)
 
 
 def iter_hub(name: str, *, split: str = "train") -> Iterator[tuple[str, Raw]]:
@@ -86,7 +91,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     return open(path, "rb", buffering=1 << 20)
 
 
-def _iter_json(path: Path) -> Iterator[tuple[str, Raw]]:
+def _iter_json(path: Path, lazy: bool) -> Iterator[tuple[str, Raw]]:
     with _open_binary(path) as f:
         head = f.peek(64)[:64] if hasattr(f, "peek") else b""
         if head.startswith(BOM):
@@ -95,23 +100,35 @@ def _iter_json(path: Path) -> Iterator[tuple[str, Raw]]:
         if head.lstrip()[:1] == b"[":
             yield from _iter_json_array(path, f.read())
             return
-        empty = True
+        empty, seen_object = True, False
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
+            if lazy and seen_object:  # the consumer parses (in worker processes); only skip plain blank lines
+                if line != b"\n" and line != b"\r\n":
+                    yield f"{path}:{lineno}", line
+                continue
+            record = parse_line(line)
+            if record is None:
                 continue
             empty = False
-            where = f"{path}:{lineno}"
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as err:
-                yield where, _json_error(err)
-                continue
-            if isinstance(obj, dict):
-                yield where, obj
-            else:
-                yield where, RecordError("not_an_object", f"line holds a JSON {type(obj).__name__}, not an object")
+            seen_object = isinstance(record, dict)
+            yield f"{path}:{lineno}", record
     if empty:
         raise UserError(f"{path}: file is empty (no records)")
+
+
+def parse_line(line: bytes) -> dict[str, Any] | RecordError | None:
+    """One JSON Lines record; ``None`` for a blank line."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as err:
+        if not line.strip():  # checked only on failure: strip copies the line
+            return None
+        if "UTF-8" in err.msg:
+            return RecordError("invalid_utf8", f"line is not valid UTF-8 ({err.msg}); re-encode the file as UTF-8")
+        return RecordError("invalid_json", f"invalid JSON at column {err.colno}: {err.msg}")
+    if isinstance(obj, dict):
+        return obj
+    return RecordError("not_an_object", f"line holds a JSON {type(obj).__name__}, not an object")
 
 
 def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Raw]]:
@@ -128,12 +145,6 @@ def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Raw]]:
             yield where, obj
         else:
             yield where, RecordError("not_an_object", f"item is a JSON {type(obj).__name__}, not an object")
-
-
-def _json_error(err: orjson.JSONDecodeError) -> RecordError:
-    if "UTF-8" in err.msg:
-        return RecordError("invalid_utf8", f"line is not valid UTF-8 ({err.msg}); re-encode the file as UTF-8")
-    return RecordError("invalid_json", f"invalid JSON at column {err.colno}: {err.msg}")
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, Raw]]:

@@ -8,7 +8,6 @@ from typing import Any
 from lf_reasoning.errors import UserError
 from lf_reasoning.formats import fields
 from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.thoughts import merge_thought
 
 MAPPABLE = ("prompt", "thought", "answer", "system", "score", "source", "id", "reference")
 
@@ -32,9 +31,9 @@ def parse_mapping(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 def column_reader(mapping: dict[str, str]) -> Callable[[dict[str, Any]], list[ReasoningSample]]:
     def read(record: dict[str, Any]) -> list[ReasoningSample]:
-        thought_col = mapping.get("thought")
-        field_thought = fields.text(record, thought_col) if thought_col else None
-        thought, answer = merge_thought(field_thought, fields.text(record, mapping["answer"]))
+        if "thought" in mapping:
+            fields.text(record, mapping["thought"])  # a mapped thought column must be there
+        thought, answer = fields.thought_and_answer(record, mapping.get("thought"), mapping["answer"])
         optional = {f: mapping.get(f) for f in ("system", "reference")}
         return [ReasoningSample(
             prompt=fields.text(record, mapping["prompt"]), thought=thought, answer=answer,

@@ -17,7 +17,8 @@ def detect_medical_cot(record: dict[str, Any]) -> str | None:
 
 
 def read_medical_cot(record: dict[str, Any]) -> list[ReasoningSample]:
-    thought, answer = merge_thought(fields.text(record, "Complex_CoT"), fields.text(record, "Response"))
+    fields.text(record, "Complex_CoT")  # required here, unlike a reasoning field of an API reply
+    thought, answer = fields.thought_and_answer(record, "Complex_CoT", "Response")
     return [ReasoningSample(prompt=fields.text(record, "Question"), thought=thought, answer=answer)]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from lf_reasoning.errors import RecordError
 from lf_reasoning.formats import fields
 from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.thoughts import merge_thought, split_thought
+from lf_reasoning.thoughts import split_thought
 
 
 def detect_r1_distill(record: dict[str, Any]) -> str | None:
@@ -17,8 +17,7 @@ def detect_r1_distill(record: dict[str, Any]) -> str | None:
 
 
 def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
-    thought, answer = merge_thought(fields.text(record, "reasoning_content", required=False),
-                                    fields.text(record, "content"))
+    thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
     return [ReasoningSample(
         prompt=fields.text(record, "input"), thought=thought, answer=answer,
         system=fields.text(record, "system", required=False),

@@ -53,3 +53,14 @@ def items(record: dict[str, Any], key: str) -> list[Any]:
     if not value:
         raise RecordError("empty_field", f"field '{key}' is an empty list")
     return value
+
+
+def thought_and_answer(record: dict[str, Any], thought_key: str | None, answer_key: str) -> tuple[str | None, str]:
+    """Split ``answer_key`` (which may hold markup) and merge it with an optional separate thought field."""
+    from lf_reasoning.thoughts import merge_thought
+
+    field_thought = text(record, thought_key, required=False) if thought_key else None
+    try:
+        return merge_thought(field_thought, text(record, answer_key))
+    except RecordError as err:
+        raise RecordError(err.reason, f"field '{answer_key}': {err.detail}") from None

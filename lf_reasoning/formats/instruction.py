@@ -21,7 +21,7 @@ def read_alpaca(record: dict[str, Any]) -> list[ReasoningSample]:
     query = fields.text(record, "input", required=False)
     if query:  # LLaMA-Factory joins instruction and input with a newline
         prompt = f"{prompt}\n{query}"
-    thought, answer = split_thought(fields.text(record, "output"))
+    thought, answer = fields.thought_and_answer(record, None, "output")
     return [ReasoningSample(
         prompt=prompt, thought=thought, answer=answer, system=fields.text(record, "system", required=False),
         history=_history(record.get("history")), score=fields.number(record, "score"),
@@ -38,6 +38,9 @@ def _history(value: Any) -> list[Turn]:
     for i, pair in enumerate(value):
         if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
             raise RecordError("wrong_type", f"history[{i}] is not a [query, response] pair of strings")
-        thought, answer = split_thought(pair[1])
+        try:
+            thought, answer = split_thought(pair[1])
+        except RecordError as err:
+            raise RecordError(err.reason, f"history[{i}]: {err.detail}") from None
         turns.append(Turn(prompt=pair[0], answer=answer, thought=thought))
     return turns

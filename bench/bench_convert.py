@@ -1,0 +1,94 @@
+"""Benchmark: `lf-reasoning convert` on a generated 110k-distill-shaped file vs a bare JSONL pass.
+
+Usage: python bench/bench_convert.py [--records 100000] [--workdir bench/out]
+
+Prints records/s, MB/s and peak RSS of each run, and the ratio convert / baseline measured in the same run.
+The baseline reads, parses (orjson), serialises and writes every line, which is the least any converter
+must do. Both run as child processes so their peak RSS (``wait4``) is their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+BASELINE = """
+import sys, orjson
+with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
+    for line in src:
+        dst.write(orjson.dumps(orjson.loads(line)) + b"\\n")
+"""
+WORDS = ("因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑 "
+         "the answer is therefore we need to compute first then check each case step value sum").split()
+
+
+def paragraph(rng: random.Random, n_chars: int) -> str:
+    out, size = [], 0
+    while size < n_chars:
+        word = rng.choice(WORDS)
+        out.append(word)
+        size += len(word.encode()) + 1
+    return " ".join(out)
+
+
+def generate(path: Path, n: int) -> None:
+    """Records shaped like Chinese-DeepSeek-R1-Distill-data-110k, about 6 KB each."""
+    rng = random.Random(0)
+    chunks = [paragraph(rng, 4200) for _ in range(64)]
+    answers = [paragraph(rng, 1400) for _ in range(64)]
+    with open(path, "wb") as f:
+        for i in range(n):
+            record = {
+                "input": f"问题 {i}: " + paragraph(rng, 120) + "请一步步推理，并把最终答案放到 \\boxed{}。",
+                "content": "\n" + answers[i % 64] + f" \\boxed{{{i}}}",
+                "reasoning_content": chunks[(i * 7) % 64],
+                "repo_name": rng.choice(["xhs/xhs", "meta-math/GSM8K_zh", "exam/coig_exam", "zhihu/zhihu"]),
+                "prompt_tokens_len": 40, "reasoning_content_tokens_len": 900, "content_tokens_len": 300,
+                "score": rng.randint(0, 10),
+            }
+            f.write(orjson.dumps(record) + b"\n")
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, default=Path("bench/out"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    src = args.workdir / "distill_110k_shaped.jsonl"
+    if not src.exists() or sum(1 for _ in open(src, "rb")) != args.records:
+        print(f"generating {args.records} records …", flush=True)
+        generate(src, args.records)
+    mb = src.stat().st_size / 1e6
+    print(f"input: {src} ({args.records} records, {mb:.0f} MB, {mb * 1e3 / args.records:.1f} KB/record)")
+
+    base_s, base_rss = timed([sys.executable, "-c", BASELINE, str(src), str(args.workdir / "baseline.jsonl")])
+    conv_s, conv_rss = timed([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "bench",
+                              "--dataset-dir", str(args.workdir / "data"), "--force"])
+    for label, secs, rss in (("baseline (read-parse-serialise-write)", base_s, base_rss),
+                             ("lf-reasoning convert", conv_s, conv_rss)):
+        print(f"{label:<40} {secs:6.2f} s  {args.records / secs:9.0f} records/s  {mb / secs:6.1f} MB/s  "
+              f"peak RSS {rss:5.0f} MB")
+    print(f"ratio convert/baseline: {conv_s / base_s:.2f}  (target ≤ 1.5; peak RSS target < 300 MB)")
+
+
+if __name__ == "__main__":
+    main()

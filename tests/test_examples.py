@@ -1,0 +1,26 @@
+"""The committed dataset_info/ is exactly what converting examples/data produces, and validates clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lf_reasoning.convert import convert
+from lf_reasoning.validate import validate_dataset_info
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_dataset_info_dir_is_up_to_date(tmp_path: Path) -> None:
+    for src in sorted((ROOT / "examples" / "data").iterdir()):
+        convert([str(src)], src.name.split(".")[0], tmp_path)
+    fresh = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    committed = {p.name: p.read_bytes() for p in (ROOT / "dataset_info").iterdir()}
+    assert fresh.keys() == committed.keys(), "run `make demo` and commit dataset_info/"
+    for name in fresh:
+        if not name.endswith(".rejects.jsonl"):  # rejects name the absolute source path
+            assert fresh[name] == committed[name], f"dataset_info/{name} is stale: run `make demo`"
+
+
+def test_dataset_info_dir_validates_clean() -> None:
+    problems = validate_dataset_info(ROOT / "dataset_info")
+    assert [p for p in problems if p.severity != "info"] == []
