@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +26,8 @@ with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
     for line in src:
         dst.write(orjson.dumps(orjson.loads(line)) + b"\\n")
 """
-WORDS = ("因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑 "
-         "the answer is therefore we need to compute first then check each case step value sum").split()
+WORDS = [*"因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑".split(),
+         *"the answer is therefore we need to compute first then check each case step value sum".split()]
 
 
 def paragraph(rng: random.Random, n_chars: int) -> str:
@@ -71,22 +72,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, default=Path("bench/out"))
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     src = args.workdir / "distill_110k_shaped.jsonl"
-    if not src.exists() or sum(1 for _ in open(src, "rb")) != args.records:
+    if not src.exists() or src.read_bytes().count(b"\n") != args.records:
         print(f"generating {args.records} records …", flush=True)
         generate(src, args.records)
     mb = src.stat().st_size / 1e6
     print(f"input: {src} ({args.records} records, {mb:.0f} MB, {mb * 1e3 / args.records:.1f} KB/record)")
 
-    base_s, base_rss = timed([sys.executable, "-c", BASELINE, str(src), str(args.workdir / "baseline.jsonl")])
-    conv_s, conv_rss = timed([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "bench",
-                              "--dataset-dir", str(args.workdir / "data"), "--force"])
-    for label, secs, rss in (("baseline (read-parse-serialise-write)", base_s, base_rss),
-                             ("lf-reasoning convert", conv_s, conv_rss)):
+    runs: dict[str, list[tuple[float, float]]] = {"baseline (read-parse-serialise-write)": [],
+                                                   "lf-reasoning convert": []}
+    for _ in range(args.repeat):  # interleaved, so drift in machine load hits both alike
+        runs["baseline (read-parse-serialise-write)"].append(
+            timed([sys.executable, "-c", BASELINE, str(src), str(args.workdir / "baseline.jsonl")]))
+        runs["lf-reasoning convert"].append(
+            timed([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "bench",
+                   "--dataset-dir", str(args.workdir / "data"), "--force"]))
+    medians = {}
+    for label, results in runs.items():
+        secs = statistics.median(r[0] for r in results)
+        rss = max(r[1] for r in results)
+        medians[label] = secs
         print(f"{label:<40} {secs:6.2f} s  {args.records / secs:9.0f} records/s  {mb / secs:6.1f} MB/s  "
-              f"peak RSS {rss:5.0f} MB")
+              f"peak RSS {rss:5.0f} MB  (median of {args.repeat})")
+    conv_s, base_s = medians["lf-reasoning convert"], medians["baseline (read-parse-serialise-write)"]
     print(f"ratio convert/baseline: {conv_s / base_s:.2f}  (target ≤ 1.5; peak RSS target < 300 MB)")
 
 

@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
@@ -244,44 +245,69 @@ def _iter_records(
 def _run_workers(
     settings: _Settings, records: Iterator[tuple[str, Raw, str]], workers: int | None, progress: bool
 ) -> Iterator[Outcome]:
-    """Process chunks of records in a process pool, in input order, with a bounded number of chunks in flight."""
+    """Process chunks of records in worker processes and yield the outcomes in input order.
+
+    Each worker holds at most one chunk; its next chunk is sent only after its result is received, so
+    results come back in dispatch order and no pipe can deadlock. There are no helper threads, so an error
+    or Ctrl-C can always stop the workers at once (``multiprocessing.Pool.terminate`` can hang when a worker
+    dies in the middle of a large reply).
+    """
     chunks = _chunked(records, _CHUNK)
     head = list(itertools.islice(chunks, 2))
-    workers = workers or os.cpu_count() or 1
+    n = min(workers or os.cpu_count() or 1, 32)
     bar = _progress_bar() if progress else None
+    procs: list[multiprocessing.process.BaseProcess] = []
     try:
-        if len(head) < 2 or workers < 2:  # small input: a pool would cost more than it saves
+        if len(head) < 2 or n < 2:  # small input: starting processes would cost more than it saves
             for chunk in itertools.chain(head, chunks):
                 if bar is not None:
                     bar.update(len(chunk))
                 yield from _process_chunk(settings, chunk)
             return
-        with multiprocessing.Pool(workers, initializer=_ignore_sigint) as pool:
-            pending: deque[tuple[int, Any]] = deque()
-            for chunk in itertools.chain(head, chunks):
-                pending.append((len(chunk), pool.apply_async(_process_chunk, (settings, chunk))))
-                while len(pending) >= 2 * workers or (pending and pending[0][1].ready()):
-                    size, result = pending.popleft()
-                    if bar is not None:
-                        bar.update(size)
-                    yield from result.get()
-            for size, result in pending:
-                if bar is not None:
-                    bar.update(size)
-                yield from result.get()
+        chunks = itertools.chain(head, chunks)
+        in_flight: deque[tuple[Connection, int]] = deque()
+        for _ in range(n):
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            conn, child = multiprocessing.Pipe()
+            proc = multiprocessing.Process(target=_worker, args=(child, settings), daemon=True)
+            proc.start()
+            child.close()
+            procs.append(proc)
+            conn.send(chunk)
+            in_flight.append((conn, len(chunk)))
+        while in_flight:
+            conn, size = in_flight.popleft()
+            result = conn.recv()
+            chunk = next(chunks, None)
+            if chunk is None:
+                conn.send(None)  # no more work: the worker exits
+            else:
+                conn.send(chunk)
+                in_flight.append((conn, len(chunk)))
+            if bar is not None:
+                bar.update(size)
+            yield from result
     finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
         if bar is not None:
             bar.close()
+
+
+def _worker(conn: Connection, settings: _Settings) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the main process alone decides what to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while (chunk := conn.recv()) is not None:
+        conn.send(_process_chunk(settings, chunk))
 
 
 def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(itertools.islice(items, size)):
         yield chunk
-
-
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops the pool and removes its temp files."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _process_chunk(settings: _Settings, chunk: list[tuple[str, Raw, str]]) -> list[Outcome]:

@@ -236,7 +236,9 @@ def test_ctrl_c_mid_run_leaves_previous_state(tmp_path: Path, data_dir: Path) ->
             f.write(line.replace(b'"q"', b'"q%d"' % i) + b"\n")
     before = snapshot(data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "big",
-                             "--dataset-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--dataset-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            # a shell running us in the background may have set SIGINT to "ignore"
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.name.startswith(".big.jsonl.") for p in data_dir.iterdir()):
         time.sleep(0.05)
