@@ -113,3 +113,12 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     click.echo(format_problems(problems))
     if any(p.severity == "error" for p in problems):
         sys.exit(1)
+
+
+# --- config command (issue 3) ---
+
+
+# --- train command (issue 3) ---
+
+
+# --- stats command (issue 3) ---
