@@ -57,6 +57,12 @@ def generate(path: Path, n: int) -> None:
             f.write(orjson.dumps(record) + b"\n")
 
 
+def count_lines(path: Path) -> int:
+    # streamed: a child's peak RSS starts from this process's, so this process must stay small
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
 def timed(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of a child process."""
     start = time.perf_counter()
@@ -76,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     src = args.workdir / "distill_110k_shaped.jsonl"
-    if not src.exists() or src.read_bytes().count(b"\n") != args.records:
+    if not src.exists() or count_lines(src) != args.records:
         print(f"generating {args.records} records …", flush=True)
         generate(src, args.records)
     mb = src.stat().st_size / 1e6
