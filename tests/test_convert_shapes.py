@@ -148,3 +148,15 @@ def _convert(out: Path, extra: list[str]) -> Path:
                                        str(out), *extra])
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_alpaca_style_trains_like_sharegpt(tiny_model: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    """--style alpaca (history as [query, response] pairs) gives LLaMA-Factory the very same tokens and labels."""
+    result = CliRunner().invoke(main, ["convert", str(DATA / "messages_reasoning.jsonl"), "--name", "alp",
+                                       "--dataset-dir", str(tmp_path), "--style", "alpaca"])
+    assert result.exit_code == 0, result.output
+    for enable_thinking in (True, False):
+        alpaca = encode_with_llamafactory(tiny_model, tmp_path, "alp", "qwen3", enable_thinking=enable_thinking)
+        sharegpt = encode_with_llamafactory(tiny_model, dataset_dir, "messages_reasoning", "qwen3",
+                                            enable_thinking=enable_thinking)
+        assert [(e.input_ids, e.labels) for e in alpaca] == [(e.input_ids, e.labels) for e in sharegpt]
