@@ -155,14 +155,15 @@ def convert(
             lengths = counter.count([conv for _, _, conv in counting])
             for (where, line, _), n in zip(counting, lengths, strict=True):
                 if n > max_tokens:
-                    reject(report.filtered, where, "too_long", f"{n} tokens > --max-tokens {max_tokens}", line)
+                    reject(report.filtered, where, "too_long", f"{n} tokens > --max-tokens {max_tokens}",
+                           orjson.Fragment(line))
                 else:
                     data_out.write(line)
                     report.written += 1
             counting.clear()
 
         records = _iter_records(inputs, reader, report, log, hub_split)
-        # closing(): on an error or Ctrl-C the pool is shut down here, not whenever the generator is collected
+        # closing(): on an error or Ctrl-C the workers stop here, not whenever the generator is collected
         outcomes = stack.enter_context(contextlib.closing(_run_workers(settings, records, workers, progress)))
         for outcome in outcomes:
             kind, where = outcome[0], outcome[1]
