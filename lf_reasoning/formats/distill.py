@@ -6,6 +6,7 @@ from typing import Any
 
 from lf_reasoning.errors import RecordError
 from lf_reasoning.formats import fields
+from lf_reasoning.formats.instruction import read_history
 from lf_reasoning.sample import ReasoningSample
 from lf_reasoning.thoughts import split_thought
 
@@ -20,7 +21,7 @@ def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
     thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
     return [ReasoningSample(
         prompt=fields.text(record, "input"), thought=thought, answer=answer,
-        system=fields.text(record, "system", required=False),
+        system=fields.text(record, "system", required=False), history=read_history(record.get("history")),
         score=fields.number(record, "score"), source=fields.identifier(record, "repo_name"),
         id=fields.identifier(record, "id"), reference=fields.text(record, "reference_answer", required=False),
     )]

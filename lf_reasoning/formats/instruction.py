@@ -24,12 +24,13 @@ def read_alpaca(record: dict[str, Any]) -> list[ReasoningSample]:
     thought, answer = fields.thought_and_answer(record, None, "output")
     return [ReasoningSample(
         prompt=prompt, thought=thought, answer=answer, system=fields.text(record, "system", required=False),
-        history=_history(record.get("history")), score=fields.number(record, "score"),
+        history=read_history(record.get("history")), score=fields.number(record, "score"),
         source=fields.identifier(record, "repo_name"), id=fields.identifier(record, "id"),
     )]
 
 
-def _history(value: Any) -> list[Turn]:
+def read_history(value: Any) -> list[Turn]:
+    """Alpaca-style ``[[query, response], …]`` earlier turns (responses may hold thought markup)."""
     if not value:
         return []
     if not isinstance(value, list):
