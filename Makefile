@@ -30,6 +30,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_convert.py
+	$(BIN)/python bench/bench_stats.py
+	$(BIN)/python bench/bench_distill.py
+	$(BIN)/python bench/bench_verify.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

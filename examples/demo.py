@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from lf_reasoning.convert import convert, format_report
-from lf_reasoning.validate import format_problems, validate_dataset_info
+from lf_reasoning.llamafactory.validate import format_problems, validate_dataset_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data"

@@ -107,7 +107,7 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     columns absent from the data, mixed file types in a folder, thought markup LLaMA-Factory will not
     recognise. Remote (hub) entries are listed, not checked. Exits 1 when there is an error.
     """
-    from lf_reasoning.validate import format_problems, validate_dataset_info
+    from lf_reasoning.llamafactory.validate import format_problems, validate_dataset_info
 
     problems = validate_dataset_info(dataset_dir, list(names) or None)
     click.echo(format_problems(problems))
@@ -116,9 +116,259 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
 
 
 # --- config command (issue 3) ---
+@main.command("config", epilog="""\b
+Methods (enable_thinking is written only for reasoning templates such as qwen3, deepseekr1):
+  distill, cot   thoughts kept and trained             enable_thinking: true
+  answer-only    data without thoughts (convert --think drop); the empty
+                 <think> block is trained before each answer  enable_thinking: true
+  mixed          records with and without thoughts      enable_thinking: null
+
+\b
+Example:
+  lf-reasoning config --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset r1 \\
+      --dataset-dir data --out runs/r1 --hardware gpu
+  lf-reasoning train runs/r1/train.yaml
+""")
+@click.option("--model", required=True, help="Hub id or local folder of the model to fine-tune.")
+@click.option("--dataset", "datasets", required=True, metavar="NAME[,NAME]", help="Dataset(s) in dataset_info.json.")
+@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for train.yaml, predict.yaml, export.yaml and the run outputs.")
+@click.option("--method", type=click.Choice(["distill", "cot", "answer-only", "mixed"]), default="distill",
+              show_default=True, help="What is trained (see below).")
+@click.option("--finetuning", type=click.Choice(["lora", "qlora", "full"]), default="lora", show_default=True)
+@click.option("--hardware", type=click.Choice(["cpu", "gpu", "multi-gpu", "multi-node"]),
+              help="Hardware profile [default: what this machine has].")
+@click.option("--template", help="LLaMA-Factory template; default: chosen from the model, with the reason.")
+@click.option("--template-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A custom template YAML (registered into LLaMA-Factory when lf-reasoning train runs).")
+@click.option("--cutoff-len", type=click.IntRange(min=1),
+              help="Token limit per record [default: measured p99, a multiple of 256, when a tokenizer is at hand].")
+@click.option("--eval-dataset", metavar="NAME", help="Held-out dataset for predict.yaml [default: 5% of the data].")
+@click.option("--tokenizer", help="Tokenizer used to measure record lengths [default: the model's].")
+@click.option("--allow-truncation", is_flag=True, help="Accept a cutoff_len that truncates some records.")
+@click.option("--packing", is_flag=True, help="GPU: neat packing (records never attend to each other).")
+@click.option("--liger-kernel", is_flag=True, help="GPU: Liger kernels (needs pip install liger-kernel).")
+def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, method: str, finetuning: str,
+                   hardware: str | None, template: str | None, template_file: Path | None, cutoff_len: int | None,
+                   eval_dataset: str | None, tokenizer: str | None, allow_truncation: bool, packing: bool,
+                   liger_kernel: bool) -> None:
+    """Write OUT/train.yaml, predict.yaml and export.yaml for a reasoning fine-tune.
+
+    Each file explains in its header why each key has its value, and each was parsed by LLaMA-Factory's own
+    argument parser first: a mistake is an error naming the key, never a file that fails later.
+    """
+    from lf_reasoning.llamafactory.config import ConfigRequest, build_configs, write_configs
+
+    request = ConfigRequest(
+        model=model, datasets=tuple(n.strip() for n in datasets.split(",") if n.strip()), dataset_dir=dataset_dir,
+        out=out, method=method, finetuning=finetuning, hardware=hardware, template=template,  # type: ignore[arg-type]
+        template_file=template_file, cutoff_len=cutoff_len, eval_dataset=eval_dataset, tokenizer=tokenizer,
+        allow_truncation=allow_truncation, packing=packing, liger_kernel=liger_kernel,
+    )
+    configs = build_configs(request)
+    for note in configs.notes:
+        click.echo(note)
+    for warning in configs.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for path in write_configs(configs, out):
+        click.echo(f"wrote {path}")
+    checked = "checked with LLaMA-Factory's argument parser"
+    click.echo(f"{checked} ({configs.hardware} profile)" + "".join(f"\n  simulated: {s}" for s in configs.skipped))
+    click.echo(f"next: lf-reasoning train {out / 'train.yaml'}")
+
 
 
 # --- train command (issue 3) ---
+@main.command(context_settings={"ignore_unknown_options": True}, epilog="""\b
+Examples:
+  lf-reasoning train runs/r1/train.yaml max_steps=100 --dry-run
+  lf-reasoning train runs/r1/predict.yaml
+  lf-reasoning train runs/r1/export.yaml
+""")
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--dry-run", is_flag=True, help="Print the exact command and the resolved config; run nothing.")
+def train(config_path: Path, overrides: tuple[str, ...], dry_run: bool) -> None:
+    """Run a LLaMA-Factory config (train, predict or export) and stream its output.
+
+    The config is checked first (LLaMA-Factory's parser, template, datasets, model). It runs with
+    llamafactory-cli, or with lf-reasoning's launcher (under torchrun when distributed) when it uses custom
+    templates. An export is followed by a check of the saved chat template against the training template.
+    """
+    from lf_reasoning.train import plan_run, result_paths, run_plan
+
+    plan = plan_run(config_path, overrides)
+    if dry_run:
+        click.echo(plan.describe(), nl=False)
+        return
+    code = run_plan(plan, echo=lambda text: click.echo(text, nl=False))
+    if code:
+        click.echo(f"{plan.kind} failed: exit status {code}", err=True)
+        sys.exit(code)
+    for what, path in result_paths(plan):
+        click.echo(f"{what}: {path}")
+
 
 
 # --- stats command (issue 3) ---
+@main.command()
+@click.argument("name")
+@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
+@click.option("--tokenizer", required=True, help="Tokenizer path or id of the model you will train.")
+@click.option("--template", help="LLaMA-Factory template you will train with (e.g. qwen3, deepseekr1).")
+@click.option("--cutoff-len", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="The cutoff_len you plan to train with.")
+@click.option("--enable-thinking", type=click.Choice(["true", "false", "none"]), default="true", show_default=True,
+              help="LLaMA-Factory's enable_thinking data argument (use the value you will train with).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a histogram PNG of lengths.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cutoff_len: int,
+          enable_thinking: str, plot: Path | None, as_json: bool) -> None:
+    """Token lengths of dataset NAME exactly as LLaMA-Factory's template and cutoff_len see them.
+
+    Prints percentiles of prompt, thought, answer and total tokens per record and the share of records
+    each cutoff_len would truncate (LLaMA-Factory cuts the tail: the answer and EOS).
+    """
+    import orjson
+
+    from lf_reasoning.stats import format_stats, measure_lengths, plot_lengths, stats_json
+
+    if not template:
+        raise click.UsageError("--template is required: the LLaMA-Factory template you will train with "
+                               "(e.g. qwen3 for Qwen3, deepseekr1 for DeepSeek-R1-Distill)")
+    thinking = {"true": True, "false": False, "none": None}[enable_thinking]
+    lengths = measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=thinking)
+    if plot:
+        plot_lengths(lengths, plot, cutoff_len, f"{name}: tokens per record ({template})")
+    if as_json:
+        click.echo(orjson.dumps(stats_json(lengths, cutoff_len), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(format_stats(lengths, cutoff_len) + (f"\nhistogram written to {plot}" if plot else ""))
+
+
+# --- distill command (issue 4) ---
+@main.command(epilog="""\b
+Exit status: 0 no request failed; 2 some requests failed for good
+(listed in the failures file; run the same command again to retry them); 1 an error.
+
+\b
+Examples:
+  export DEEPSEEK_API_KEY=...
+  lf-reasoning distill math.jsonl --out r1.jsonl --base-url https://api.deepseek.com/v1 \\
+      --model deepseek-reasoner --api-key-env DEEPSEEK_API_KEY --concurrency 32 \\
+      --prompt-suffix '请一步步推理，并把最终答案放到 \\boxed{}。' --price-in 0.55 --price-out 2.19
+  lf-reasoning distill prompts.jsonl --out qwen3.jsonl --base-url http://localhost:8000/v1 \\
+      --model Qwen/Qwen3-8B --n 4 --temperature 0.6 --stream
+  lf-reasoning convert r1.jsonl --name r1 --dataset-dir data
+""")
+@click.argument("sources", nargs=-1, required=True, metavar="SRC...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON Lines output (R1-distill shape, read by convert); appended to and resumed.")
+@click.option("--base-url", required=True, help="OpenAI-compatible API root, e.g. http://localhost:8000/v1.")
+@click.option("--model", required=True, help="Model name sent with every request.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples per prompt (one request each).")
+@click.option("--stream", is_flag=True, help="Stream replies (server-sent events).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable holding the API key (the key itself is never written anywhere).")
+@click.option("--temperature", type=float, help="Sampling temperature [default: the server's].")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit (thought + answer).")
+@click.option("--system", help="System prompt for every request (replaces the source's).")
+@click.option("--prompt-suffix", help="Text added on a new line after every prompt.")
+@click.option("--extra-body", metavar="JSON", help='More request fields, e.g. \'{"top_p": 0.95}\'.')
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Retries on 429, 5xx, timeouts, resets, empty replies.")
+@click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Re-requests of a reply cut off (finish_reason length), without answer or thought.")
+@click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
+              help="Seconds allowed per request.")
+@click.option("--allow-no-thought", is_flag=True, help="Keep replies that come without a thought.")
+@click.option("--price-in", type=click.FloatRange(min=0), help="Price per million prompt tokens (for the summary).")
+@click.option("--price-out", type=click.FloatRange(min=0), help="Price per million completion tokens.")
+@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].")
+@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+              help="Read prompts from any table: prompt (required), query (appended), system, reference, id, source.")
+@click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face dataset SRC.")
+def distill(sources: tuple[str, ...], out: Path, base_url: str, model: str, concurrency: int, n: int, stream: bool,
+            api_key_env: str, temperature: float | None, max_tokens: int | None, system: str | None,
+            prompt_suffix: str | None, extra_body: str | None, rpm: float | None, tpm: float | None,
+            max_retries: int, retry_bad: int, backoff: float, timeout: float, allow_no_thought: bool,
+            price_in: float | None, price_out: float | None, failures: Path | None, mapping: tuple[str, ...],
+            hub_split: str) -> None:
+    """Ask a reasoning model (OpenAI-compatible API) for a thought and an answer per prompt of SRC.
+
+    Prompts are read from any shape convert reads, or from a table with a prompt/question/problem column
+    (its reference answer is kept). Writes one record per (prompt, sample) to OUT as soon as it completes;
+    re-running the same command after a crash, Ctrl-C or kill -9 sends only what is missing. Reasoning is read
+    from reasoning_content, reasoning, reasoning_details or inline <think> markup.
+    """
+    import orjson
+
+    from lf_reasoning.distill import distill as run_distill
+    from lf_reasoning.distill import format_summary
+    from lf_reasoning.errors import UserError
+
+    extra: dict[str, object] | None = None
+    if extra_body:
+        try:
+            extra = orjson.loads(extra_body)
+        except orjson.JSONDecodeError as err:
+            raise UserError(f"--extra-body: not JSON ({err})") from None
+        if not isinstance(extra, dict):
+            raise UserError("--extra-body: expected a JSON object, e.g. '{\"top_p\": 0.95}'")
+    report = run_distill(
+        sources, out, base_url=base_url, model=model, n=n, concurrency=concurrency, stream=stream,
+        api_key_env=api_key_env, temperature=temperature, max_tokens=max_tokens, system=system,
+        prompt_suffix=prompt_suffix, extra_body=extra, rpm=rpm, tpm=tpm, max_retries=max_retries,
+        retry_bad=retry_bad, backoff=backoff, timeout=timeout, allow_no_thought=allow_no_thought,
+        price_in=price_in, price_out=price_out, failures=failures, mapping=mapping, hub_split=hub_split,
+        log=lambda msg: click.echo(msg, err=True), progress=True,
+    )
+    click.echo(format_summary(report))
+    if report.failed:
+        sys.exit(2)
+
+
+
+# --- verify command (issue 4) ---
+@main.command(epilog="""\b
+Exit status: 0 every input record was read; 2 OUT was written but some input lines
+or records were invalid (each named with file and line); 1 an error, nothing written.
+
+\b
+Examples:
+  lf-reasoning verify distilled.jsonl --out verified.jsonl --timeout 10
+  lf-reasoning convert verified.jsonl --name r1_math --dataset-dir data --require-verified
+""")
+@click.argument("src", metavar="IN")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON Lines file to write (written to a temp file, renamed into place at the end).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds one answer may take; the worker is then stopped and the answer reported as timeout.")
+def verify(src: str, out: Path, workers: int | None, timeout: float) -> None:
+    """Check every answer of IN against its reference answer with Math-Verify.
+
+    IN is a file or directory in any shape convert reads (distill output, R1 distill dumps with
+    `reference_answer`, OpenR1 `answer`, AM `reference_answer`…). Each record is written to OUT unchanged
+    plus a `verify` object: method, extracted gold and prediction, verdict (true/false/null), score
+    (10/0/null), and the reason when there is no verdict. Multiple-choice references (A-E) are compared as
+    letters; records without a reference or with an answer no rule can extract are `unverifiable`.
+    """
+    from lf_reasoning.verify import format_report, verify_file
+
+    report = verify_file(src, out, workers=workers, timeout=timeout, log=lambda msg: click.echo(msg, err=True),
+                         progress=True)
+    click.echo(format_report(report))
+    if report.invalid:
+        sys.exit(2)

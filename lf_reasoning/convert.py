@@ -14,19 +14,19 @@ import os
 import re
 import signal
 import sys
-import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from lf_reasoning.atomic import AtomicFile
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.filters import Dedup, SampleFilter, prompt_digest
-from lf_reasoning.formats import Format, detect_format, resolve_reader
+from lf_reasoning.formats import Format, detect_format, read_record, resolve_reader
 from lf_reasoning.llamafactory.dataset_info import (
     alpaca_entry,
     load_dataset_info,
@@ -143,11 +143,11 @@ def convert(
     report = ConvertReport(data_file=data_file, rejects_file=rejects_file)
     seen: set[bytes] = set()
     counting: list[tuple[str, bytes, tuple[str | None, Messages]]] = []
-    with _TempFile(data_file) as data_out, _TempFile(rejects_file) as rejects_out, contextlib.ExitStack() as stack:
+    with AtomicFile(data_file) as data_out, AtomicFile(rejects_file) as rejects_out, contextlib.ExitStack() as stack:
 
         def reject(counter_: Counter[str], where: str, reason: str, detail: str, record: Any) -> None:
             counter_[reason] += 1
-            rejects_out.write(orjson.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
+            rejects_out.write_line(orjson.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
                                            default=str))
 
         def flush_counting() -> None:
@@ -158,7 +158,7 @@ def convert(
                     reject(report.filtered, where, "too_long", f"{n} tokens > --max-tokens {max_tokens}",
                            orjson.Fragment(line))
                 else:
-                    data_out.write(line)
+                    data_out.write_line(line)
                     report.written += 1
             counting.clear()
 
@@ -178,7 +178,7 @@ def convert(
                         continue
                     seen.add(digest)
                 if conv is None:
-                    data_out.write(line)
+                    data_out.write_line(line)
                     report.written += 1
                     continue
                 counting.append((where, line, conv))
@@ -324,7 +324,7 @@ def _process_chunk(settings: _Settings, chunk: list[tuple[str, Raw, str]]) -> li
             out.append(("invalid", where, record.reason, record.detail, line))
             continue
         try:
-            samples = _reader(fmt_name, settings.mapping).read(record)
+            samples = read_record(_reader(fmt_name, settings.mapping), record)
         except RecordError as err:
             out.append(("invalid", where, err.reason, err.detail, record))
             continue
@@ -357,41 +357,6 @@ def _apply_prompt_options(sample: ReasoningSample, system: str | None, prompt_te
         sample.prompt = prompt_template.replace("{prompt}", sample.prompt)
         for turn in sample.history:
             turn.prompt = prompt_template.replace("{prompt}", turn.prompt)
-
-
-class _TempFile:
-    """A JSON Lines file written next to its destination: :meth:`commit` renames it into place; leaving the
-    ``with`` block without a commit (an error, Ctrl-C) removes it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as err:
-            raise UserError(f"cannot write {path}: {err.strerror}") from err
-        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._done = False
-        self.lines = 0
-
-    def write(self, line: bytes) -> None:
-        self._file.write(line)
-        self._file.write(b"\n")
-        self.lines += 1
-
-    def commit(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        self._done = True
-
-    def __enter__(self) -> _TempFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-        if not self._done:
-            Path(self._tmp).unlink(missing_ok=True)
 
 
 def _progress_bar() -> Any:

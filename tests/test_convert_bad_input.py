@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -249,3 +250,15 @@ def test_ctrl_c_mid_run_leaves_previous_state(tmp_path: Path, data_dir: Path) ->
     assert proc.returncode == 1, out.decode()
     assert b"Aborted" in out
     assert snapshot(data_dir) == before  # no partial data file, no temp file, same registry
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path, data_dir: Path) -> None:
+    """Temp files are created 0600; what is renamed into place must be readable like any file the user writes."""
+    (data_dir / "dataset_info.json").chmod(0o640)
+    src = jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    code, out = run(str(src), "--name", "r1", "--dataset-dir", str(data_dir))
+    assert code == 0, out
+    assert (data_dir / "dataset_info.json").stat().st_mode & 0o777 == 0o640  # kept
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (data_dir / "r1.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask

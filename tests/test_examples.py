@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lf_reasoning.convert import convert
-from lf_reasoning.validate import validate_dataset_info
+from lf_reasoning.llamafactory.validate import validate_dataset_info
 
 ROOT = Path(__file__).parents[1]
 

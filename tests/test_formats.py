@@ -52,3 +52,26 @@ def test_column_mapping() -> None:
     assert fmt is not None
     (sample,) = fmt.read({"Q": "q", "T": "t", "A": "a", "S": "7.5"})
     assert (sample.prompt, sample.thought, sample.answer, sample.score) == ("q", "t", "a", 7.5)
+
+
+def test_verify_verdicts_feed_the_filters(tmp_path) -> None:
+    """The output of `lf-reasoning verify` converts directly: wrong answers dropped, verified ones scored 10."""
+    import json
+
+    from lf_reasoning.convert import convert
+
+    base = {"input": "q", "reasoning_content": "t", "content": "a"}
+    rows = [
+        {**base, "input": "right", "verify": {"method": "math_verify", "verdict": True, "score": 10}},
+        {**base, "input": "wrong", "verify": {"method": "math_verify", "verdict": False, "score": 0}},
+        {**base, "input": "unsure", "verify": {"method": "unverifiable", "verdict": None, "score": None}},
+        {**base, "input": "judged", "score": 7, "verify": {"method": "math_verify", "verdict": True, "score": 10}},
+    ]
+    src = tmp_path / "verified.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = convert([str(src)], "v", tmp_path / "out")
+    assert report.written == 3 and report.filtered == {"failed_verification": 1}
+    assert report.scores == {10: 1, 7: 1, 0: 1}
+    report = convert([str(src)], "v", tmp_path / "out", require_verified=True, min_score=8)
+    kept = [json.loads(x)["messages"][0]["content"] for x in (tmp_path / "out" / "v.jsonl").read_text().splitlines()]
+    assert kept == ["right"]

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from lf_reasoning.cli import main
 from lf_reasoning.llamafactory.dataset_info import SHAREGPT_TAGS, alpaca_entry, sharegpt_entry
-from lf_reasoning.validate import Problem, format_problems, validate_dataset_info
+from lf_reasoning.llamafactory.validate import Problem, format_problems, validate_dataset_info
 
 FIXTURES = Path(__file__).parent / "fixtures" / "validate"
 THOUGHT = "<think>\nAdd them.\n</think>\n\n4"  # LLaMA-Factory's exact thought words

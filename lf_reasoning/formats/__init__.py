@@ -71,3 +71,25 @@ def resolve_reader(fmt: str, mapping: list[str] | tuple[str, ...]) -> Format | N
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMAT_NAMES)}")
     return FORMATS[fmt]
+
+
+def read_record(fmt: Format, record: dict[str, Any]) -> Sequence[ReasoningSample | RecordError]:
+    """``fmt.read`` plus the verdict ``lf-reasoning verify`` attached to the record, whatever its shape.
+
+    ``verify`` is one object, or a list with one per OpenR1 generation. A verdict sets ``meta["verified"]``
+    (so convert drops wrong answers, and ``--require-verified`` keeps only right ones); its 10/0 score becomes
+    the record's score only when the record has none of its own (a judge's quality score wins).
+    """
+    samples = fmt.read(record)
+    verdicts = record.get("verify")
+    if not verdicts:
+        return samples
+    for sample in samples:
+        if isinstance(sample, RecordError):
+            continue
+        verdict = verdicts[sample.meta.get("generation", 0)] if isinstance(verdicts, list) else verdicts
+        if isinstance(verdict, dict) and verdict.get("verdict") is not None:
+            sample.meta["verified"] = bool(verdict["verdict"])
+            if sample.score is None and isinstance(verdict.get("score"), int | float):
+                sample.score = verdict["score"]
+    return samples

@@ -7,13 +7,12 @@ So our entries always spell out every column and tag they rely on.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from lf_reasoning.atomic import write_atomic
 from lf_reasoning.errors import UserError
 
 DATA_CONFIG = "dataset_info.json"
@@ -85,16 +84,3 @@ def merge_entry(info: dict[str, Any], name: str, entry: dict[str, Any], *, force
 def write_dataset_info(dataset_dir: Path, info: dict[str, Any]) -> None:
     """Replace ``dataset_info.json`` atomically (temp file in the same directory, then rename)."""
     write_atomic(dataset_dir / DATA_CONFIG, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
