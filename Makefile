@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check lf_reasoning tests bench
+	$(BIN)/ruff check lf_reasoning tests bench examples
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -3,6 +3,7 @@ validate the registry, and show how LLaMA-Factory will see one converted record.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -16,10 +17,11 @@ OUT = ROOT / "dataset_info"
 
 def main() -> None:
     start = time.perf_counter()
-    for src in sorted(DATA.iterdir()):
+    os.chdir(ROOT)  # relative source paths in messages and rejects files
+    for src in sorted(DATA.relative_to(ROOT).iterdir()):
         name = src.name.split(".")[0]
         t = time.perf_counter()
-        report = convert([str(src)], name, OUT, force=True, log=lambda msg: print(f"  {msg}"))
+        report = convert([str(src)], name, OUT.relative_to(ROOT), force=True, log=lambda msg: print(f"  {msg}"))
         print(f"[{time.perf_counter() - t:5.2f} s] {name}")
         print("  " + format_report(report).replace("\n", "\n  "))
     print("\nlf-reasoning validate --dataset-dir dataset_info")
