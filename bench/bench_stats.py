@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 import orjson
+from bench_convert import paragraph  # same generated text as the convert benchmark (bench/ is on sys.path)
 
 from lf_reasoning.llamafactory.dataset_info import sharegpt_entry, write_dataset_info
 from lf_reasoning.llamafactory.tokens import TokenCounter
@@ -30,19 +31,6 @@ from lf_reasoning.tiny_model import build_tiny_model
 
 NAME = "bench_stats"
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "DISABLE_VERSION_CHECK")
-WORDS = [*"因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑".split(),
-         *"the answer is therefore we need to compute first then check each case step value sum".split()]
-
-
-def paragraph(rng: random.Random, n_bytes: int) -> str:
-    out, size = [], 0
-    while size < n_bytes:
-        word = rng.choice(WORDS)
-        out.append(word)
-        size += len(word.encode()) + 1
-    return " ".join(out)
-
-
 def generate(path: Path, n: int) -> None:
     """Records as convert writes them: sharegpt messages with role/content, thought in LLaMA-Factory's form."""
     rng = random.Random(0)

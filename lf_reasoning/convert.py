@@ -36,7 +36,7 @@ from lf_reasoning.llamafactory.dataset_info import (
 )
 from lf_reasoning.render import Style, ThinkMode, lf_messages, to_record
 from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.sources import Raw, iter_file, iter_hub, list_files, looks_like_hub_name, parse_line
+from lf_reasoning.sources import Raw, iter_file, iter_hub, parse_line, resolve_sources
 
 _NAME = re.compile(r"^[\w.-]+$")
 _TOKEN_BATCH = 512
@@ -121,7 +121,7 @@ def convert(
 
         counter = TokenCounter(tokenizer, template)
     reader = resolve_reader(fmt, mapping)
-    inputs = _resolve_inputs(sources)
+    inputs = resolve_sources(sources)
 
     dataset_dir = Path(dataset_dir)
     try:
@@ -209,19 +209,6 @@ def convert(
         data_out.commit()
         write_dataset_info(dataset_dir, merged)
     return report
-
-
-def _resolve_inputs(sources: Sequence[str]) -> list[Path | str]:
-    """Every local file (directories expanded) or hub name, checked to exist before anything is written."""
-    if not sources:
-        raise UserError("no SRC given: pass a file, a directory or a Hugging Face dataset name")
-    inputs: list[Path | str] = []
-    for src in sources:
-        if looks_like_hub_name(src):
-            inputs.append(src)
-        else:
-            inputs.extend(list_files(src))
-    return inputs
 
 
 def _iter_records(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -73,6 +73,19 @@ def iter_hub(name: str, *, split: str = "train") -> Iterator[tuple[str, Raw]]:
             f"{name}: not a local file or directory, and loading it from the Hugging Face Hub failed: "
             f"{type(err).__name__}: {err}"
         ) from err
+
+
+def resolve_sources(sources: Sequence[str]) -> list[Path | str]:
+    """The local files (directories expanded) and hub names that SRC arguments name, checked to exist."""
+    if not sources:
+        raise UserError("no SRC given: pass a file, a directory or a Hugging Face dataset name")
+    inputs: list[Path | str] = []
+    for src in sources:
+        if looks_like_hub_name(src):
+            inputs.append(src)
+        else:
+            inputs.extend(list_files(src))
+    return inputs
 
 
 def looks_like_hub_name(src: str) -> bool:

@@ -10,9 +10,8 @@ import itertools
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import run
 
-from lf_reasoning.cli import main
 from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.chat_template import chat_template_mismatches, training_chat_template
 from lf_reasoning.llamafactory.config import (
@@ -43,13 +42,6 @@ system: "{{content}}\\n\\n"
 user: "### Question:\\n{{content}}\\n\\n### Response:\\n"
 assistant: "{{content}}{{eos_token}}"
 """
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from lf_reasoning.cli import main
+from cli_runner import run as run_cli
 
 GOOD = {"input": "q", "content": "a", "reasoning_content": "t", "score": 9, "repo_name": "s"}
 OTHER_ENTRY = {"mine": {"file_name": "mine.json", "columns": {"prompt": "q", "response": "r"}, "ranking": False}}
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["convert", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+    return run_cli("convert", *args)
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

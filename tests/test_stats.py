@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run
 from click.testing import CliRunner
 from lf_harness import IGNORE_INDEX, encode_with_llamafactory
 
@@ -16,13 +17,6 @@ from lf_reasoning.stats import LengthStats, measure_lengths, suggest_cutoff_len
 from lf_reasoning.thoughts import THOUGHT_CLOSE, THOUGHT_OPEN, render_response
 
 R1 = Path(__file__).parents[1] / "examples" / "data" / "r1_distill.jsonl"
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import orjson
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.formats import detect_format, fields
 from lf_reasoning.sample import ReasoningSample, Turn
-from lf_reasoning.sources import iter_file, iter_hub, list_files, looks_like_hub_name
+from lf_reasoning.sources import iter_file, iter_hub
 
 # Prompt-only records (e.g. {"question", "answer"} or {"problem", "solution"}): the first key present is used.
 PROMPT_KEYS = ("prompt", "question", "problem", "query", "instruction", "input")
@@ -73,8 +73,8 @@ def iter_prompts(
     on_invalid: Callable[[str, RecordError], None] = lambda where, err: None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> Iterator[Prompt]:
-    """Every prompt of ``inputs`` (see :func:`resolve_inputs`) in order; a record that cannot be read goes to
-    ``on_invalid``."""
+    """Every prompt of ``inputs`` (from :func:`lf_reasoning.sources.resolve_sources`) in order; a record that
+    cannot be read goes to ``on_invalid``."""
     for src in inputs:
         records = iter_file(src) if isinstance(src, Path) else iter_hub(src, split=hub_split)
         read: PromptReader | None = _mapped_reader(mapping) if mapping else None
@@ -92,19 +92,6 @@ def iter_prompts(
                 on_invalid(where, err)
                 continue
             yield _prompt(sample, where, system, prompt_suffix)
-
-
-def resolve_inputs(sources: Sequence[str]) -> list[Path | str]:
-    """The local files (directories expanded) and hub names of SRC, checked to exist."""
-    if not sources:
-        raise UserError("no SRC given: pass a file, a directory or a Hugging Face dataset name")
-    inputs: list[Path | str] = []
-    for src in sources:
-        if looks_like_hub_name(src):
-            inputs.append(src)
-        else:
-            inputs.extend(list_files(src))
-    return inputs
 
 
 def _prompt(sample: ReasoningSample, where: str, system: str | None, suffix: str | None) -> Prompt:

@@ -25,8 +25,9 @@ import orjson
 
 from lf_reasoning.distill.client import ChatClient, Reply, RequestError, RetryableError, chat_url
 from lf_reasoning.distill.limits import RequestGate, backoff_delay, estimate_tokens
-from lf_reasoning.distill.prompts import Prompt, iter_prompts, parse_prompt_mapping, resolve_inputs
+from lf_reasoning.distill.prompts import Prompt, iter_prompts, parse_prompt_mapping
 from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.sources import resolve_sources
 
 _OK_FINISH = (None, "stop", "eos")
 # Workers start spread over this many seconds, not at once: a burst of simultaneous requests is what rate limiters
@@ -142,7 +143,7 @@ def distill(
     if clash:
         raise UserError(f"--extra-body must not set {', '.join(clash)}: use the matching options")
     settings = _Settings(model, temperature, max_tokens, stream, system, prompt_suffix, extra_body)
-    inputs = resolve_inputs(sources)
+    inputs = resolve_sources(sources)
     out = Path(out)
     failures_file = Path(failures) if failures else out.with_name(out.name.removesuffix(".jsonl") + ".failures.jsonl")
     report = DistillReport(out=out, failures_file=failures_file, price_in=price_in, price_out=price_out)
