@@ -36,7 +36,7 @@ from lf_reasoning.llamafactory.dataset_info import (
 )
 from lf_reasoning.render import Style, ThinkMode, lf_messages, to_record
 from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.sources import Raw, iter_file, iter_hub, parse_line, resolve_sources
+from lf_reasoning.sources import Lines, Raw, iter_file, iter_hub, parse_line, resolve_sources
 
 _NAME = re.compile(r"^[\w.-]+$")
 _TOKEN_BATCH = 512
@@ -226,7 +226,7 @@ def _iter_records(
                 fmt, why = detect_format(raw, where)
                 report.formats[str(src)] = f"{fmt.name} ({why})"
                 log(f"{src}: format {fmt.name}: {why}")
-            report.read += 1
+            report.read += len(raw.lines) if isinstance(raw, Lines) else 1
             yield where, raw, fmt.name if fmt is not None else ""
 
 
@@ -249,7 +249,7 @@ def _run_workers(
         if len(head) < 2 or n < 2:  # small input: starting processes would cost more than it saves
             for chunk in itertools.chain(head, chunks):
                 if bar is not None:
-                    bar.update(len(chunk))
+                    bar.update(_size(chunk))
                 yield from _process_chunk(settings, chunk)
             return
         chunks = itertools.chain(head, chunks)
@@ -264,7 +264,7 @@ def _run_workers(
             child.close()
             procs.append(proc)
             conn.send(chunk)
-            in_flight.append((conn, len(chunk)))
+            in_flight.append((conn, _size(chunk)))
         while in_flight:
             conn, size = in_flight.popleft()
             result = conn.recv()
@@ -273,7 +273,7 @@ def _run_workers(
                 conn.send(None)  # no more work: the worker exits
             else:
                 conn.send(chunk)
-                in_flight.append((conn, len(chunk)))
+                in_flight.append((conn, _size(chunk)))
             if bar is not None:
                 bar.update(size)
             yield from result
@@ -293,15 +293,28 @@ def _worker(conn: Connection, settings: _Settings) -> None:
         conn.send(_process_chunk(settings, chunk))
 
 
-def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while chunk := list(itertools.islice(items, size)):
+def _chunked(items: Iterator[tuple[str, Raw, str]], size: int) -> Iterator[list[tuple[str, Raw, str]]]:
+    """Lists of up to ``size`` records; a block of unparsed lines is a chunk of its own."""
+    chunk: list[tuple[str, Raw, str]] = []
+    for item in items:
+        if isinstance(item[1], Lines):
+            if chunk:
+                yield chunk
+                chunk = []
+            yield [item]
+            continue
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
         yield chunk
 
 
 def _process_chunk(settings: _Settings, chunk: list[tuple[str, Raw, str]]) -> list[Outcome]:
     """Parse, read, filter and render one chunk of raw records (runs in a worker process)."""
     out: list[Outcome] = []
-    for where, raw, fmt_name in chunk:
+    for where, raw, fmt_name in _expand(chunk):
         record = parse_line(raw) if isinstance(raw, bytes) else raw
         if record is None:
             out.append(("blank", where))
@@ -328,6 +341,20 @@ def _process_chunk(settings: _Settings, chunk: list[tuple[str, Raw, str]]) -> li
             line = orjson.dumps(to_record(sample, settings.think, settings.style))
             out.append(("ok", where, sample.score, line, prompt_digest(sample, settings.dedup), conv))
     return out
+
+
+def _size(chunk: list[tuple[str, Raw, str]]) -> int:
+    return sum(len(raw.lines) if isinstance(raw, Lines) else 1 for _, raw, _ in chunk)
+
+
+def _expand(chunk: list[tuple[str, Raw, str]]) -> Iterator[tuple[str, dict[str, Any] | RecordError | bytes, str]]:
+    """The records of a chunk, with blocks of unparsed lines split into single lines."""
+    for where, raw, fmt_name in chunk:
+        if isinstance(raw, Lines):
+            for i, line in enumerate(raw.lines):
+                yield f"{raw.path}:{raw.first + i}", line, fmt_name
+        else:
+            yield where, raw, fmt_name
 
 
 @functools.cache

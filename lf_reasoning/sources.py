@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,11 +18,23 @@ import orjson
 
 from lf_reasoning.errors import RecordError, UserError
 
+_BLOCK_BYTES = 1 << 20  # lazy reading hands out about this much text per block
 SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".csv")
 BOM = b"\xef\xbb\xbf"
 
-# A raw record: parsed, the reason it could not be, or (lazy JSON Lines reading) the line still unparsed.
-Raw = dict[str, Any] | RecordError | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """A block of unparsed JSON Lines (lazy reading): ``lines[i]`` is line ``first + i`` of ``path``."""
+
+    path: str
+    first: int
+    lines: list[bytes]
+
+
+# A raw record: parsed, or the reason it could not be; or, in lazy reading, a block of lines still unparsed.
+Raw = dict[str, Any] | RecordError | Lines
 
 
 def has_supported_suffix(path: Path) -> bool:
@@ -47,8 +60,8 @@ def list_files(src: str) -> list[Path]:
 def iter_file(path: Path, *, lazy: bool = False) -> Iterator[tuple[str, Raw]]:
     """Yield ``(where, record)`` for every record of one file; ``where`` is ``file:line`` or ``file#index``.
 
-    With ``lazy``, JSON Lines records after the first object come as unparsed ``bytes`` for
-    :func:`parse_line`, so parsing can happen in worker processes.
+    With ``lazy``, JSON Lines records after the first object come in unparsed :class:`Lines` blocks for
+    :func:`parse_line`, so parsing (and everything per line) can happen in worker processes.
     """
     name = path.name.lower()
     if name.endswith(".parquet"):
@@ -113,18 +126,18 @@ def _iter_json(path: Path, lazy: bool) -> Iterator[tuple[str, Raw]]:
         if head.lstrip()[:1] == b"[":
             yield from _iter_json_array(path, f.read())
             return
-        empty, seen_object = True, False
-        for lineno, line in enumerate(f, 1):
-            if lazy and seen_object:  # the consumer parses (in worker processes); only skip plain blank lines
-                if line != b"\n" and line != b"\r\n":
-                    yield f"{path}:{lineno}", line
-                continue
+        empty, lineno = True, 0
+        for line in f:
+            lineno += 1
             record = parse_line(line)
             if record is None:
                 continue
             empty = False
-            seen_object = isinstance(record, dict)
             yield f"{path}:{lineno}", record
+            if lazy and isinstance(record, dict):  # the format is known: hand out the rest unparsed
+                while block := f.readlines(_BLOCK_BYTES):
+                    yield f"{path}:{lineno + 1}", Lines(str(path), lineno + 1, block)
+                    lineno += len(block)
     if empty:
         raise UserError(f"{path}: file is empty (no records)")
 
