@@ -103,6 +103,10 @@ class OpenAIServer:
             self._loop.run_forever()
             assert self._runner is not None
             self._loop.run_until_complete(self._runner.cleanup())
+            pending = asyncio.all_tasks(self._loop)  # handlers still sleeping in a slow reply
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
         self._thread = threading.Thread(target=serve, name="openai-test-server", daemon=True)
