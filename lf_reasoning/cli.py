@@ -115,7 +115,6 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-# --- config command (issue 3) ---
 @main.command("config", epilog="""\b
 Methods (enable_thinking is written only for reasoning templates such as qwen3, deepseekr1):
   distill, cot   thoughts kept and trained             enable_thinking: true
@@ -179,8 +178,6 @@ def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, meth
     click.echo(f"next: lf-reasoning train {out / 'train.yaml'}")
 
 
-
-# --- train command (issue 3) ---
 @main.command(context_settings={"ignore_unknown_options": True}, epilog="""\b
 Examples:
   lf-reasoning train runs/r1/train.yaml max_steps=100 --dry-run
@@ -211,14 +208,13 @@ def train(config_path: Path, overrides: tuple[str, ...], dry_run: bool) -> None:
         click.echo(f"{what}: {path}")
 
 
-
-# --- stats command (issue 3) ---
 @main.command()
 @click.argument("name")
 @click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.option("--tokenizer", required=True, help="Tokenizer path or id of the model you will train.")
-@click.option("--template", help="LLaMA-Factory template you will train with (e.g. qwen3, deepseekr1).")
+@click.option("--template", help="LLaMA-Factory template you will train with [default: chosen from the tokenizer's "
+              "model, with the reason].")
 @click.option("--cutoff-len", type=click.IntRange(min=1), default=2048, show_default=True,
               help="The cutoff_len you plan to train with.")
 @click.option("--enable-thinking", type=click.Choice(["true", "false", "none"]), default="true", show_default=True,
@@ -237,8 +233,11 @@ def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cu
     from lf_reasoning.stats import format_stats, measure_lengths, plot_lengths, stats_json
 
     if not template:
-        raise click.UsageError("--template is required: the LLaMA-Factory template you will train with "
-                               "(e.g. qwen3 for Qwen3, deepseekr1 for DeepSeek-R1-Distill)")
+        from lf_reasoning.llamafactory.templates import choose_template
+
+        choice = choose_template(tokenizer)  # a UserError asks for --template when the model says nothing
+        template = choice.template
+        click.echo(f"template: {template} ({choice.reason})", err=True)
     thinking = {"true": True, "false": False, "none": None}[enable_thinking]
     lengths = measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=thinking)
     if plot:
@@ -249,7 +248,6 @@ def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cu
         click.echo(format_stats(lengths, cutoff_len) + (f"\nhistogram written to {plot}" if plot else ""))
 
 
-# --- distill command (issue 4) ---
 @main.command(epilog="""\b
 Exit status: 0 no request failed; 2 some requests failed for good
 (listed in the failures file; run the same command again to retry them); 1 an error.
@@ -339,8 +337,6 @@ def distill(sources: tuple[str, ...], out: Path, base_url: str, model: str, conc
         sys.exit(2)
 
 
-
-# --- verify command (issue 4) ---
 @main.command(epilog="""\b
 Exit status: 0 every input record was read; 2 OUT was written but some input lines
 or records were invalid (each named with file and line); 1 an error, nothing written.
