@@ -1,8 +1,10 @@
 """End to end on the CPU: convert → config → train (LLaMA-Factory for real) → predict → export, all via the CLI.
 
 The tiny random model cannot learn to write a thought in a few dozen LoRA steps (its frozen, tied embeddings keep
-the logits near uniform), so the thought format is asserted where LLaMA-Factory puts it: the prompt it generates
-from and the label it compares with; the generated text is only required to exist.
+the logits near uniform), so the LoRA run asserts the thought format where LLaMA-Factory puts it: the prompt it
+generates from and the label it compares with. The generated text itself is asserted by a second run: full
+fine-tuning on four short records until they are memorised, then greedy predictions on those same records must be
+well-formed thoughts followed by the answer (this tests the pipeline and the format, not generalisation).
 """
 
 from __future__ import annotations
@@ -118,3 +120,42 @@ def test_custom_template_trains_through_our_launcher_and_exports_its_chat_templa
     rendered = hf_render(tokenizer, None, messages)
     assert rendered == lf_render(tokenizer, "qa_think_e2e", True, None, messages)
     assert rendered.startswith("### Question:\n2 + 2?\n\n### Response:\n<think>\nAdd.\n</think>\n\n4")
+
+
+# Four short records in the R1 distill dump's shape, for a run that memorises them.
+MEMORISE = [
+    {"input": "2 + 2?", "reasoning_content": "Add two and two.", "content": "4"},
+    {"input": "3 + 5?", "reasoning_content": "Add three and five.", "content": "8"},
+    {"input": "Color of the sky?", "reasoning_content": "The sky is blue.", "content": "Blue."},
+    {"input": "Legs of a dog?", "reasoning_content": "A dog has four legs.", "content": "Four."},
+]
+# Full fine-tuning, the four records in one batch, a constant high rate: the loss goes from ~8 to ~0.05 in 60 steps.
+MEMORISE_OVERRIDES = ["max_steps=80", "per_device_train_batch_size=4", "gradient_accumulation_steps=1",
+                      "learning_rate=3e-3", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=10",
+                      "save_steps=1000"]
+
+
+def test_full_finetune_memorises_and_generates_the_thought_format(tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "memorise.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MEMORISE), encoding="utf-8")
+    run("convert", str(src), "--name", "mem", "--dataset-dir", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    run("config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "mem", "--eval-dataset", "mem",
+        "--dataset-dir", str(tmp_path / "data"), "--out", str(out), "--hardware", "cpu", "--finetuning", "full")
+    assert f"model: {out / 'train'}" in run("train", str(out / "train.yaml"), *MEMORISE_OVERRIDES)
+    log = (out / "train" / "trainer_log.jsonl").read_text().splitlines()
+    losses = [e["loss"] for e in map(json.loads, log) if "loss" in e]
+    assert losses[-1] < 0.3, losses  # memorised
+    assert "predictions:" in run("train", str(out / "predict.yaml"), "max_new_tokens=32", "do_sample=false")
+
+    rows = [json.loads(line) for line in (out / "predict" / "generated_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == len(MEMORISE)
+    expected = {f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n":
+                f"<think>\n{r['reasoning_content']}\n</think>\n\n{r['content']}" for r in MEMORISE}
+    for row in rows:
+        predict = row["predict"]
+        # a generated thought in LLaMA-Factory's exact form, then a non-empty answer
+        assert predict.startswith("<think>\n") and predict.count("\n</think>\n\n") == 1, row
+        assert predict.split("\n</think>\n\n")[1].strip(), row
+        # greedy decoding reproduces the memorised record (the label also keeps the newline after <|im_end|>)
+        assert predict == expected[row["prompt"]] == row["label"].rstrip("\n"), row
