@@ -368,3 +368,59 @@ def verify(src: str, out: Path, workers: int | None, timeout: float) -> None:
     click.echo(format_report(report))
     if report.invalid:
         sys.exit(2)
+
+
+@main.command("eval", epilog="""\b
+Exit status: 0 every line was read; 2 the report was printed but some lines were
+not valid JSON records (each named with file and line); 1 an error.
+
+\b
+Examples:
+  lf-reasoning eval saves/predict/generated_predictions.jsonl --task classify --labels labels.txt --plot cm.png
+  lf-reasoning eval --compare answer_only.jsonl with_thought.jsonl --task classify --json
+""")
+@click.argument("predictions", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--task", required=True, type=click.Choice(["classify", "math", "free"]),
+              help="classify: accuracy, macro-F1, per-class table; math: Math-Verify accuracy; free: format and "
+                   "length only.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="classify: the label set, one label per line [default: the gold labels seen].")
+@click.option("--compare", nargs=2, type=click.Path(dir_okay=False, path_type=Path), metavar="A B",
+              help="Two predictions files of the same dataset side by side (instead of PREDICTIONS).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="classify: write a confusion-matrix PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def eval_command(predictions: Path | None, task: str, labels_file: Path | None, compare: tuple[Path, Path] | None,
+                 plot: Path | None, as_json: bool) -> None:
+    """Score PREDICTIONS: LLaMA-Factory's generated_predictions.jsonl (`predict`, `label`) or distill/verify output
+    (`content`, `reasoning_content`, `reference_answer`).
+
+    The thought is separated from the answer with convert's rules. Every task reports the thought format
+    (well-formed in LLaMA-Factory's exact form, empty, none, malformed), mean thought and answer length in
+    characters and the share cut off without an answer. classify compares answers after normalising
+    (NFKC full-width forms, case, whitespace, surrounding punctuation; a label inside a sentence counts only when
+    it is the only label found) and counts ambiguous, out-of-set and empty answers as wrong.
+    """
+    import orjson
+
+    from lf_reasoning.errors import UserError
+    from lf_reasoning.evaluate import compare as compare_runs
+    from lf_reasoning.evaluate import evaluate, format_report, plot_confusion, read_labels
+
+    if bool(predictions) == bool(compare):
+        raise UserError("give either PREDICTIONS or --compare A B")
+    if (labels_file or plot) and task != "classify":
+        raise UserError("--labels and --plot apply to --task classify only")
+    labels = read_labels(labels_file) if labels_file else None
+    reports = list(compare_runs(*compare, task, labels)) if compare else [evaluate(predictions, task, labels)]
+    for report in reports:
+        for message in report.invalid + report.warnings:
+            click.echo(f"warning: {message}", err=True)
+    if plot:
+        plot_confusion(reports, plot)
+    if as_json:
+        data = [r.to_json() for r in reports]
+        click.echo(orjson.dumps(data if compare else data[0], option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(format_report(*reports) + (f"\nconfusion matrix written to {plot}" if plot else ""))
+    if any(r.invalid for r in reports):
+        sys.exit(2)

@@ -300,6 +300,29 @@ class _Workers:
         self._waiting.clear()
 
 
+def check_answers(pairs: Sequence[tuple[str, str]], *, workers: int | None = None,
+                  timeout: float = 10.0) -> list[VerifyResult]:
+    """:func:`check_answer` for many ``(reference, answer)`` pairs in worker processes, each with a deadline
+    (a pathological expression comes back as ``timeout``); results in input order."""
+    results: list[VerifyResult | None] = [None] * len(pairs)
+    if not pairs:
+        return []
+    pool = _Workers(min(workers or os.cpu_count() or 1, len(pairs)), timeout)
+    todo = iter(enumerate(pairs))
+    remaining = len(pairs)
+    try:
+        while remaining:
+            while pool.idle and (item := next(todo, None)) is not None:
+                index, (reference, answer) = item
+                pool.submit(index, reference, answer)
+            for index, result in pool.collect():
+                results[index] = result
+                remaining -= 1
+    finally:
+        pool.close()
+    return [r for r in results if r is not None]
+
+
 # --- the verify command ---
 
 

@@ -260,3 +260,12 @@ def test_out_must_be_a_new_file(tmp_path: Path) -> None:
         verify_file(src, tmp_path, workers=1)
     with pytest.raises(UserError, match="is the input"):
         verify_file(tmp_path, src, workers=1)
+
+
+def test_check_answers_keeps_order_and_times_out() -> None:
+    """The batch API `eval --task math` uses: a pathological answer times out, the others are still checked."""
+    from lf_reasoning.verify import check_answers
+
+    results = check_answers([("5", "\\boxed{9^{9^{9^{9}}}}"), ("\\frac{1}{2}", "\\boxed{0.5}"), ("4", "\\boxed{5}")],
+                            workers=2, timeout=1.5)
+    assert [(r.reason, r.verdict) for r in results] == [("timeout", None), (None, True), (None, False)]
