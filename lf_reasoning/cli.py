@@ -352,7 +352,13 @@ Examples:
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds one answer may take; the worker is then stopped and the answer reported as timeout.")
-def verify(src: str, out: Path, workers: int | None, timeout: float) -> None:
+@click.option("--judge-base-url", metavar="URL",
+              help="OpenAI-compatible API of an LLM judge: answers no rule can decide get a 10/0 verdict from it.")
+@click.option("--judge-model", metavar="NAME", help="Model name of the judge (required with --judge-base-url).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable holding the judge's API key (never written anywhere).")
+def verify(src: str, out: Path, workers: int | None, timeout: float, judge_base_url: str | None,
+           judge_model: str | None, api_key_env: str) -> None:
     """Check every answer of IN against its reference answer with Math-Verify.
 
     IN is a file or directory in any shape convert reads (distill output, R1 distill dumps with
@@ -361,10 +367,22 @@ def verify(src: str, out: Path, workers: int | None, timeout: float) -> None:
     (10/0/null), and the reason when there is no verdict. Multiple-choice references (A-E) are compared as
     letters; records without a reference or with an answer no rule can extract are `unverifiable`.
     """
+    import contextlib
+
+    from lf_reasoning.errors import UserError
     from lf_reasoning.verify import format_report, verify_file
 
-    report = verify_file(src, out, workers=workers, timeout=timeout, log=lambda msg: click.echo(msg, err=True),
-                         progress=True)
+    if bool(judge_base_url) != bool(judge_model):
+        raise UserError("--judge-base-url and --judge-model go together")
+    with contextlib.ExitStack() as stack:
+        judge = None
+        if judge_base_url and judge_model:
+            from lf_reasoning.judge import CorrectnessJudge
+
+            judge = stack.enter_context(CorrectnessJudge(judge_base_url, judge_model, api_key_env=api_key_env,
+                                                         log=lambda msg: click.echo(msg, err=True)))
+        report = verify_file(src, out, workers=workers, timeout=timeout, judge=judge,
+                             log=lambda msg: click.echo(msg, err=True), progress=True)
     click.echo(format_report(report))
     if report.invalid:
         sys.exit(2)
@@ -423,4 +441,64 @@ def eval_command(predictions: Path | None, task: str, labels_file: Path | None, 
     else:
         click.echo(format_report(*reports) + (f"\nconfusion matrix written to {plot}" if plot else ""))
     if any(r.invalid for r in reports):
+        sys.exit(2)
+
+
+@main.command(epilog="""\b
+Exit status: 0 no request failed; 2 some requests failed for good (listed in the
+failures file; run the same command again to retry them); 1 an error.
+
+\b
+Examples:
+  lf-reasoning score r1.jsonl --out scored.jsonl --judge-base-url http://localhost:8000/v1 \\
+      --judge-model Qwen/Qwen2.5-72B-Instruct --concurrency 32
+  lf-reasoning convert scored.jsonl --name r1_good --dataset-dir data --min-score 8
+""")
+@click.argument("src", metavar="IN")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON Lines output: every record plus a `judge` object; appended to and resumed.")
+@click.option("--judge-base-url", required=True, metavar="URL", help="OpenAI-compatible API root of the judge.")
+@click.option("--judge-model", required=True, metavar="NAME", help="Model name of the judge.")
+@click.option("--rubric", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rubric prompt file with {prompt}, {answer} (and {reference}) placeholders [default: ours].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable holding the API key (the key itself is never written anywhere).")
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="Sampling temperature of the judge.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit of a judge reply.")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Retries on 429, 5xx, timeouts, resets, empty replies.")
+@click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Re-requests of a reply that cannot be parsed (then the record is written unscored).")
+@click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300, show_default=True,
+              help="Seconds allowed per request.")
+@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].")
+def score(src: str, out: Path, judge_base_url: str, judge_model: str, rubric: Path | None, concurrency: int,
+          api_key_env: str, temperature: float, max_tokens: int | None, rpm: float | None, tpm: float | None,
+          max_retries: int, retry_bad: int, backoff: float, timeout: float, failures: Path | None) -> None:
+    """Score every record of IN 0-10 with an LLM judge: harmlessness, helpfulness, correctness and overall.
+
+    IN is a file or directory in any shape convert reads. Each record is written to OUT unchanged plus a
+    `judge` object (the three ratings, score, reason, model) and a top-level `score` when it has none, so
+    `convert --min-score` filters on it. A judge reply that cannot be parsed is asked for again, then the
+    record is written with score null and the error: scores are never guessed. Re-running the same command
+    sends only what is missing.
+    """
+    from lf_reasoning.judge import format_score_summary, load_rubric
+    from lf_reasoning.judge import score as run_score
+
+    report = run_score(
+        src, out, base_url=judge_base_url, model=judge_model, concurrency=concurrency, api_key_env=api_key_env,
+        rubric=load_rubric(rubric) if rubric else None, temperature=temperature, max_tokens=max_tokens, rpm=rpm,
+        tpm=tpm, max_retries=max_retries, retry_bad=retry_bad, backoff=backoff, timeout=timeout, failures=failures,
+        log=lambda msg: click.echo(msg, err=True), progress=True,
+    )
+    click.echo(format_score_summary(report))
+    if report.failed:
         sys.exit(2)

@@ -10,6 +10,9 @@ request for a given prompt gets (later requests are answered normally), one of
     error_body (200 with an error object) · length (finish_reason length) · empty_answer · no_thought ·
     400 (echoes the Authorization header, as some servers do) · 401
 
+``ServerConfig.reply`` (optional) makes it answer like a judge: ``reply(prompt, attempt)`` gives the content (no
+thought) of the reply to the ``attempt``-th request (0-based) for ``prompt``; faults still apply first.
+
 In a test: ``with OpenAIServer(ServerConfig(...)) as server: … server.url …`` (a thread with its own loop).
 From a shell: ``python tests/openai_server.py --latency 0.1`` prints the base URL and serves until killed.
 """
@@ -24,6 +27,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +48,7 @@ class ServerConfig:
     chunk_chars: int = 7  # characters per streamed delta
     keepalive: bool = True  # blank lines before JSON bodies and ": keep-alive" comments in streams (DeepSeek)
     record: bool = True  # keep every request in OpenAIServer.requests
+    reply: Callable[[str, int], str] | None = None  # content of the reply to (prompt, attempt), without a thought
 
 
 @dataclass
@@ -162,7 +167,7 @@ class OpenAIServer:
                                      dumps=lambda o: orjson.dumps(o).decode())
         if fault == "reset" and not body.get("stream"):
             return _reset(request)
-        thought, answer = expected_reply(prompt)
+        thought, answer = expected_reply(prompt) if cfg.reply is None else ("", cfg.reply(prompt, attempt))
         finish = "stop"
         if fault == "length":
             thought, answer, finish = thought[: len(thought) // 2], "", "length"

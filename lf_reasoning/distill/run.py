@@ -152,7 +152,7 @@ def distill(
         return iter_prompts(inputs, mapping=prompt_mapping, system=system, prompt_suffix=prompt_suffix,
                             hub_split=hub_split, on_invalid=on_invalid, log=note)
 
-    with _Output(out, log) as output:
+    with Output(out, log) as output:
         _check_resumable(output, settings)
         # First pass: count what is planned and missing (for the progress bar and the report).
         seen: set[str] = set()
@@ -191,9 +191,9 @@ def distill(
                    retry_bad=retry_bad, backoff=backoff, allow_no_thought=allow_no_thought)
         started = time.monotonic()
         try:
-            with _Failures(failures_file) as failed, _Progress(report, enabled=progress) as bar:
+            with Failures(failures_file) as failed, Progress(report, enabled=progress) as bar:
                 client = ChatClient(url, api_key, api_key_env, timeout=timeout, connections=concurrency)
-                _run_coroutine(run.main(client, jobs(), RequestGate(rpm, tpm), failed, bar))
+                run_coroutine(run.main(client, jobs(), RequestGate(rpm, tpm), failed, bar))
         except KeyboardInterrupt:
             log(f"interrupted: {report.done} records written this run; run the same command again to resume")
             raise
@@ -205,7 +205,7 @@ def distill(
 class _Run:
     """The request loop of one run: ``concurrency`` workers share one iterator of jobs."""
 
-    def __init__(self, settings: _Settings, report: DistillReport, output: _Output, log: Callable[[str], None], *,
+    def __init__(self, settings: _Settings, report: DistillReport, output: Output, log: Callable[[str], None], *,
                  concurrency: int, max_retries: int, retry_bad: int, backoff: float, allow_no_thought: bool) -> None:
         self.settings = settings
         self.params = settings.params()
@@ -221,7 +221,7 @@ class _Run:
         self.no_thought = 0
 
     async def main(self, client: ChatClient, jobs: Iterator[tuple[Prompt, int]], gate: RequestGate,
-                   failed: _Failures, bar: _Progress) -> None:
+                   failed: Failures, bar: Progress) -> None:
         self.client, self.gate, self.failed, self.bar = client, gate, failed, bar
         self.log = bar.around(self.log)
         async with client:
@@ -351,7 +351,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _check_resumable(output: _Output, settings: _Settings) -> None:
+def _check_resumable(output: Output, settings: _Settings) -> None:
     """Refuse to mix replies to different questions (model, system prompt, suffix) in one OUT."""
     if output.first is None:
         return
@@ -364,7 +364,7 @@ def _check_resumable(output: _Output, settings: _Settings) -> None:
                             "same options, or write to another --out")
 
 
-class _Output:
+class Output:
     """OUT opened for appending under an exclusive lock; the (key, sample) pairs already there are in ``done``."""
 
     def __init__(self, path: Path, log: Callable[[str], None]) -> None:
@@ -373,7 +373,7 @@ class _Output:
         self.done: set[tuple[str, int]] = set()
         self.first: dict[str, Any] | None = None
 
-    def __enter__(self) -> _Output:
+    def __enter__(self) -> Output:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._created = not self.path.exists()
@@ -435,7 +435,7 @@ class _Output:
             os.close(self._fd)
 
 
-class _Failures:
+class Failures:
     """The failures file: created at the first failure, a line flushed per failure."""
 
     def __init__(self, path: Path) -> None:
@@ -451,7 +451,7 @@ class _Failures:
         self._file.write(line)
         self._file.flush()
 
-    def __enter__(self) -> _Failures:
+    def __enter__(self) -> Failures:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -459,7 +459,7 @@ class _Failures:
             self._file.close()
 
 
-class _Progress:
+class Progress:
     """A tqdm bar over the requests of this run, with failed/retried counts and tokens in its postfix."""
 
     def __init__(self, report: DistillReport, *, enabled: bool) -> None:
@@ -497,7 +497,7 @@ class _Progress:
         return (f"done={r.done} failed={sum(r.failed.values())} retried={sum(r.retried.values())} "
                 f"tok={_human(r.prompt_tokens + r.completion_tokens)}")
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -513,7 +513,7 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
     """``asyncio.run``, also from inside a running loop (a notebook cell): then on a fresh loop in a thread."""
     try:
         asyncio.get_running_loop()
