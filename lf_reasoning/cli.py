@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -248,6 +249,20 @@ def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cu
         click.echo(format_stats(lengths, cutoff_len) + (f"\nhistogram written to {plot}" if plot else ""))
 
 
+def _request_limits(command: Callable[..., None]) -> Callable[..., None]:
+    """The rate-limit and retry options shared by the commands that call an API (distill, score)."""
+    for option in reversed((
+        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit."),
+        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit."),
+        click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
+                     help="Retries on 429, 5xx, timeouts, resets, empty replies."),
+        click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins)."),
+    )):
+        command = option(command)
+    return command
+
+
 @main.command(epilog="""\b
 Exit status: 0 no request failed; 2 some requests failed for good
 (listed in the failures file; run the same command again to retry them); 1 an error.
@@ -279,14 +294,9 @@ Examples:
 @click.option("--system", help="System prompt for every request (replaces the source's).")
 @click.option("--prompt-suffix", help="Text added on a new line after every prompt.")
 @click.option("--extra-body", metavar="JSON", help='More request fields, e.g. \'{"top_p": 0.95}\'.')
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit.")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Retries on 429, 5xx, timeouts, resets, empty replies.")
+@_request_limits
 @click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
               help="Re-requests of a reply cut off (finish_reason length), without answer or thought.")
-@click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
               help="Seconds allowed per request.")
 @click.option("--allow-no-thought", is_flag=True, help="Keep replies that come without a thought.")
@@ -467,14 +477,9 @@ Examples:
               help="Environment variable holding the API key (the key itself is never written anywhere).")
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="Sampling temperature of the judge.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit of a judge reply.")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit.")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Retries on 429, 5xx, timeouts, resets, empty replies.")
+@_request_limits
 @click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
               help="Re-requests of a reply that cannot be parsed (then the record is written unscored).")
-@click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300, show_default=True,
               help="Seconds allowed per request.")
 @click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),

@@ -369,31 +369,8 @@ def _jobs(files: list[Path], log: Callable[[str], None],
             yield _Job(f"{digest}-{seen[digest]}", where, raw, sample)
 
 
-class _ScoreOutput(Output):
-    """distill's append-only, locked, partial-line-cutting OUT, with records told apart by ``judge.key``."""
-
-    def _load(self) -> None:
-        end = 0
-        with open(self._fd, "rb", closefd=False) as f:
-            f.seek(0)
-            for lineno, line in enumerate(f, 1):
-                if not line.endswith(b"\n"):
-                    os.ftruncate(self._fd, end)
-                    self._log(f"{self.path}: removed a partial last line ({len(line)} bytes) left by an "
-                              "interrupted run")
-                    break
-                end += len(line)
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                    key = record["judge"]["key"]
-                except (orjson.JSONDecodeError, TypeError, KeyError):
-                    raise UserError(f"{self.path}:{lineno}: not a record written by score; choose another "
-                                    "--out") from None
-                self.done.add((key, 0))
-                if self.first is None:
-                    self.first = record
+def _score_key(record: dict[str, Any]) -> tuple[str, int]:
+    return record["judge"]["key"], 0
 
 
 def score(
@@ -433,7 +410,7 @@ def score(
         raise UserError(f"--out {out}: is the input; write to another file")
     failures_file = Path(failures) if failures else out.with_name(out.name.removesuffix(".jsonl") + ".failures.jsonl")
     report = ScoreReport(out=out, failures_file=failures_file)
-    with _ScoreOutput(out, log) as output:
+    with Output(out, log, key_of=_score_key, command="score") as output:
         if output.first is not None and output.first["judge"].get("model") not in (None, model):
             raise UserError(f"{out} holds scores by --judge-model {output.first['judge']['model']!r}, not "
                             f"{model!r}; resume with the same judge, or write to another --out")
@@ -472,7 +449,7 @@ def score(
 
 
 class _ScoreRun:
-    def __init__(self, report: ScoreReport, output: _ScoreOutput, log: Callable[[str], None], *, model: str,
+    def __init__(self, report: ScoreReport, output: Output, log: Callable[[str], None], *, model: str,
                  rubric: str, concurrency: int, options: dict[str, Any]) -> None:
         self.report, self.output, self.log = report, output, log
         self.model, self.rubric, self.concurrency, self.options = model, rubric, concurrency, options

@@ -364,12 +364,23 @@ def _check_resumable(output: Output, settings: _Settings) -> None:
                             "same options, or write to another --out")
 
 
-class Output:
-    """OUT opened for appending under an exclusive lock; the (key, sample) pairs already there are in ``done``."""
+def _distill_key(record: dict[str, Any]) -> tuple[str, int]:
+    return record["key"], record["sample"]
 
-    def __init__(self, path: Path, log: Callable[[str], None]) -> None:
+
+class Output:
+    """OUT opened for appending under an exclusive lock; the keys of the records already there are in ``done``.
+
+    ``key_of`` reads a record's key (a KeyError/TypeError means the line is not ours); ``command`` names the
+    command that writes such files, for messages.
+    """
+
+    def __init__(self, path: Path, log: Callable[[str], None], *,
+                 key_of: Callable[[dict[str, Any]], tuple[str, int]] = _distill_key, command: str = "distill") -> None:
         self.path = path
         self._log = log
+        self._key_of = key_of
+        self._command = command
         self.done: set[tuple[str, int]] = set()
         self.first: dict[str, Any] | None = None
 
@@ -385,8 +396,8 @@ class Output:
             self._load()
         except BlockingIOError:
             os.close(self._fd)
-            raise UserError(f"{self.path} is being written by another distill run; wait for it to end or "
-                            "choose another --out") from None
+            raise UserError(f"{self.path} is being written by another {self._command} run; wait for it to end "
+                            "or choose another --out") from None
         except BaseException:
             os.close(self._fd)
             raise
@@ -408,11 +419,11 @@ class Output:
                     continue
                 try:
                     record = orjson.loads(line)
-                    key, sample = record["key"], record["sample"]
+                    key = self._key_of(record)
                 except (orjson.JSONDecodeError, TypeError, KeyError):
-                    raise UserError(f"{self.path}:{lineno}: not a record written by distill; choose another "
-                                    "--out") from None
-                self.done.add((key, sample))
+                    raise UserError(f"{self.path}:{lineno}: not a record written by {self._command}; choose "
+                                    "another --out") from None
+                self.done.add(key)
                 if self.first is None:
                     self.first = record
 
