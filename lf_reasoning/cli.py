@@ -55,7 +55,8 @@ Examples:
               help=THINK_HELP)
 @click.option("--system", help="System prompt for every record (replaces the source's).")
 @click.option("--prompt-template", type=click.File(encoding="utf-8"),
-              help="Text file with a {prompt} placeholder, wrapped around every prompt.")
+              help="Text file with a {prompt} placeholder, wrapped around every prompt (the file's final newline "
+                   "is not part of it).")
 @click.option("--min-score", type=float, help="Drop records whose score is below X (or that have none).")
 @click.option("--require-verified", is_flag=True, help="Drop records without a positive verification verdict.")
 @click.option("--dedup", type=click.Choice(["normalized", "exact", "off"]), default="normalized", show_default=True,
@@ -87,7 +88,7 @@ def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, ma
 
     report = run_convert(
         sources, name, dataset_dir, fmt=fmt, mapping=mapping, style=style, think=think,  # type: ignore[arg-type]
-        system=system, prompt_template=prompt_template.read() if prompt_template else None,
+        system=system, prompt_template=prompt_template.read().removesuffix("\n") if prompt_template else None,
         min_score=min_score, require_verified=require_verified, dedup=dedup,  # type: ignore[arg-type]
         max_tokens=max_tokens, tokenizer=tokenizer, template=template, rejects=rejects, strict=strict,
         force=force, hub_split=hub_split, workers=workers, log=lambda msg: click.echo(msg, err=True), progress=True,
@@ -150,10 +151,12 @@ Example:
 @click.option("--allow-truncation", is_flag=True, help="Accept a cutoff_len that truncates some records.")
 @click.option("--packing", is_flag=True, help="GPU: neat packing (records never attend to each other).")
 @click.option("--liger-kernel", is_flag=True, help="GPU: Liger kernels (needs pip install liger-kernel).")
+@click.option("--relative-paths", is_flag=True, help="Write dataset_dir and output paths relative to the current "
+              "directory (configs committed to a repository, run from its root) [default: absolute].")
 def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, method: str, finetuning: str,
                    hardware: str | None, template: str | None, template_file: Path | None, cutoff_len: int | None,
                    eval_dataset: str | None, tokenizer: str | None, allow_truncation: bool, packing: bool,
-                   liger_kernel: bool) -> None:
+                   liger_kernel: bool, relative_paths: bool) -> None:
     """Write OUT/train.yaml, predict.yaml and export.yaml for a reasoning fine-tune.
 
     Each file explains in its header why each key has its value, and each was parsed by LLaMA-Factory's own
@@ -165,7 +168,7 @@ def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, meth
         model=model, datasets=tuple(n.strip() for n in datasets.split(",") if n.strip()), dataset_dir=dataset_dir,
         out=out, method=method, finetuning=finetuning, hardware=hardware, template=template,  # type: ignore[arg-type]
         template_file=template_file, cutoff_len=cutoff_len, eval_dataset=eval_dataset, tokenizer=tokenizer,
-        allow_truncation=allow_truncation, packing=packing, liger_kernel=liger_kernel,
+        allow_truncation=allow_truncation, packing=packing, liger_kernel=liger_kernel, relative_paths=relative_paths,
     )
     configs = build_configs(request)
     for note in configs.notes:
@@ -406,21 +409,24 @@ not valid JSON records (each named with file and line); 1 an error.
 Examples:
   lf-reasoning eval saves/predict/generated_predictions.jsonl --task classify --labels labels.txt --plot cm.png
   lf-reasoning eval --compare answer_only.jsonl with_thought.jsonl --task classify --json
+  lf-reasoning eval untrained.jsonl answer_only.jsonl with_thought.jsonl --task classify
 """)
-@click.argument("predictions", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("predictions", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--task", required=True, type=click.Choice(["classify", "math", "free"]),
               help="classify: accuracy, macro-F1, per-class table; math: Math-Verify accuracy; free: format and "
                    "length only.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
               help="classify: the label set, one label per line [default: the gold labels seen].")
 @click.option("--compare", nargs=2, type=click.Path(dir_okay=False, path_type=Path), metavar="A B",
-              help="Two predictions files of the same dataset side by side (instead of PREDICTIONS).")
+              help="Two predictions files of the same dataset side by side (the same as giving both as "
+                   "PREDICTIONS).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="classify: write a confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def eval_command(predictions: Path | None, task: str, labels_file: Path | None, compare: tuple[Path, Path] | None,
+def eval_command(predictions: tuple[Path, ...], task: str, labels_file: Path | None, compare: tuple[Path, Path] | None,
                  plot: Path | None, as_json: bool) -> None:
     """Score PREDICTIONS: LLaMA-Factory's generated_predictions.jsonl (`predict`, `label`) or distill/verify output
-    (`content`, `reasoning_content`, `reference_answer`).
+    (`content`, `reasoning_content`, `reference_answer`). Several files of the same dataset (e.g. the untrained
+    model, answer-only, with thoughts) are put side by side in one table and one plot.
 
     The thought is separated from the answer with convert's rules. Every task reports the thought format
     (well-formed in LLaMA-Factory's exact form, empty, none, malformed), mean thought and answer length in
@@ -439,7 +445,8 @@ def eval_command(predictions: Path | None, task: str, labels_file: Path | None, 
     if (labels_file or plot) and task != "classify":
         raise UserError("--labels and --plot apply to --task classify only")
     labels = read_labels(labels_file) if labels_file else None
-    reports = list(compare_runs(*compare, task, labels)) if compare else [evaluate(predictions, task, labels)]
+    paths = predictions or compare
+    reports = compare_runs(paths, task, labels) if len(paths) > 1 else [evaluate(paths[0], task, labels)]
     for report in reports:
         for message in report.invalid + report.warnings:
             click.echo(f"warning: {message}", err=True)
@@ -447,7 +454,7 @@ def eval_command(predictions: Path | None, task: str, labels_file: Path | None, 
         plot_confusion(reports, plot)
     if as_json:
         data = [r.to_json() for r in reports]
-        click.echo(orjson.dumps(data if compare else data[0], option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(data if len(paths) > 1 else data[0], option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(format_report(*reports) + (f"\nconfusion matrix written to {plot}" if plot else ""))
     if any(r.invalid for r in reports):

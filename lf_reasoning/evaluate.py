@@ -307,19 +307,22 @@ def _score_classify(records: list[_Record], report: EvalReport, labels: Sequence
             report.outcomes[predicted if predicted in NON_LABELS else "wrong label"] += 1
 
 
-def compare(a: Path, b: Path, task: Task, labels: Sequence[str] | None = None) -> tuple[EvalReport, EvalReport]:
-    """Evaluate two runs on the same dataset; a different record count or prompt is a :class:`UserError`."""
-    first, second = evaluate(a, task, labels), evaluate(b, task, labels)
-    if first.records != second.records:
-        raise UserError(f"--compare: {a} has {first.records} records but {b} has {second.records}; "
-                        "the predictions come from different datasets (or one run is incomplete)")
-    for index, (pa, pb) in enumerate(zip(first.prompts, second.prompts, strict=True), 1):
-        if pa != pb:
-            raise UserError(f"--compare: record {index} has a different prompt in {a} and {b} "
-                            f"({pa[:40]!r} vs {pb[:40]!r}); the predictions come from different datasets")
-    if task == "classify" and labels is None and first.labels != second.labels:
-        second = evaluate(b, task, first.labels)  # one label set for both columns
-    return first, second
+def compare(paths: Sequence[Path], task: Task, labels: Sequence[str] | None = None) -> list[EvalReport]:
+    """Evaluate runs on the same dataset side by side; a different record count or prompt is a :class:`UserError`."""
+    reports = [evaluate(path, task, labels) for path in paths]
+    first = reports[0]
+    for path, other in zip(paths[1:], reports[1:], strict=True):
+        if first.records != other.records:
+            raise UserError(f"--compare: {paths[0]} has {first.records} records but {path} has {other.records}; "
+                            "the predictions come from different datasets (or one run is incomplete)")
+        for index, (pa, pb) in enumerate(zip(first.prompts, other.prompts, strict=True), 1):
+            if pa != pb:
+                raise UserError(f"--compare: record {index} has a different prompt in {paths[0]} and {path} "
+                                f"({pa[:40]!r} vs {pb[:40]!r}); the predictions come from different datasets")
+    if task == "classify" and labels is None and any(r.labels != first.labels for r in reports):
+        # one label set for every column: the first run's gold labels
+        reports = [first] + [evaluate(path, task, first.labels) for path in paths[1:]]
+    return reports
 
 
 def _pct(value: float | None) -> str:
@@ -344,9 +347,20 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def run_names(paths: Sequence[str | Path]) -> list[str]:
+    """Column names for runs: file names, or where those repeat (LLaMA-Factory always writes
+    generated_predictions.jsonl) the nearest folder name that tells the runs apart."""
+    parts = [Path(p).parts[::-1] for p in paths]
+    for depth in range(min(map(len, parts))):
+        names = [p[depth] for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
 def format_report(*reports: EvalReport) -> str:
     """A text summary of one report, or of several side by side (``--compare``)."""
-    head = [""] + [Path(r.path).name for r in reports]
+    head = ["", *run_names([r.path for r in reports])]
     rows = [head, ["records"] + [str(r.records) for r in reports]]
     rows += [[f"thought {name.replace('_', '-')}"] + [_pct(r.share(r.formats[name])) for r in reports]
              for name in FORMATS]
@@ -395,7 +409,8 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> None:
     size = 1.5 + 0.45 * len(columns)
     fig = Figure(figsize=(size * len(reports) + 1, size), layout="constrained")
     FigureCanvasAgg(fig)
-    for ax, report in zip(fig.subplots(1, len(reports), squeeze=False)[0], reports, strict=True):
+    names = run_names([r.path for r in reports])
+    for ax, report, name in zip(fig.subplots(1, len(reports), squeeze=False)[0], reports, names, strict=True):
         matrix = [[report.confusion[gold][col] for col in columns] for gold in labels]
         ax.imshow(matrix, cmap="Blues")
         top = max(max(row) for row in matrix) if matrix else 0
@@ -406,7 +421,7 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> None:
                             color="white" if value > top / 2 else "black")
         ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right")
         ax.set_yticks(range(len(labels)), labels)
-        ax.set(title=f"{Path(report.path).name}: accuracy {_pct(report.accuracy)}", xlabel="predicted",
+        ax.set(title=f"{name}: accuracy {_pct(report.accuracy)}", xlabel="predicted",
                ylabel="gold")
     with rc_context({"font.sans-serif": [*cjk, "DejaVu Sans"]}), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Glyph missing" when no CJK font is installed: labels drawn as boxes

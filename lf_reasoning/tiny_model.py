@@ -8,7 +8,10 @@ template, whose BOS/EOS are taken from the tokenizer: BOS is ``<｜begin▁of▁
 ``<｜end▁of▁sentence｜>`` as in the DeepSeek-R1-Distill tokenizers, so ``deepseekr1`` renders as for a real
 R1-Distill model, and ``qwen3`` (``replace_eos``) swaps EOS for ``<|im_end|>`` as usual.
 
-Usage: ``python -m lf_reasoning.tiny_model OUT_DIR`` builds the model (if missing) and prints its path.
+Usage: ``python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]`` builds the model (if missing) and prints its
+path. Corpus files (text, e.g. your training data) are added to the tokenizer's corpus, with a larger vocabulary,
+so their characters and words become tokens instead of bytes: shorter sequences that a model this small can learn
+from.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
@@ -61,10 +65,12 @@ def _is_complete(path: Path) -> bool:
     return all((path / name).is_file() for name in _REQUIRED_FILES)
 
 
-def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: str | Path, *, seed: int = 0, corpus: Sequence[str] = (),
+                     vocab_size: int | None = None) -> Path:
     """Create a tiny random Qwen3 causal LM plus fast tokenizer in ``out_dir`` and return its path.
 
-    Nothing is downloaded. Idempotent: if ``out_dir`` already holds a complete model it is returned as is.
+    ``corpus`` adds texts to the tokenizer's training corpus; ``vocab_size`` defaults to 3000, or 8000 with a
+    corpus. Nothing is downloaded. Idempotent: if ``out_dir`` already holds a complete model it is returned as is.
     The files are written to a temporary sibling folder first, so an interrupted build never looks complete.
     """
     out = Path(out_dir).expanduser().resolve()
@@ -72,20 +78,25 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
         return out
 
     import torch
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if corpus:
+        # One token per Chinese character at most (as BERT splits them): merges across characters would turn most
+        # words of a small corpus into tokens seen once, which a model this small memorises instead of learning.
+        cjk = pre_tokenizers.Split(Regex("[\u3400-\u9fff\uf900-\ufaff]"), behavior="isolated")
+        bpe.pre_tokenizer = pre_tokenizers.Sequence([cjk, bpe.pre_tokenizer])
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=3000,
+        vocab_size=vocab_size or (8000 if corpus else 3000),
         min_frequency=1,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_corpus(), trainer=trainer)
+    bpe.train_from_iterator(_corpus() + list(corpus), trainer=trainer)
     bpe.add_tokens([AddedToken(tok, special=False, normalized=False) for tok in ADDED_TOKENS])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
@@ -128,10 +139,15 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m lf_reasoning.tiny_model OUT_DIR``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m lf_reasoning.tiny_model OUT_DIR", file=sys.stderr)
+    if not args:
+        print("usage: python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]", file=sys.stderr)
         return 2
-    print(build_tiny_model(args[0]))
+    try:
+        corpus = [Path(path).read_text(encoding="utf-8") for path in args[1:]]
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"cannot read a corpus file: {err}", file=sys.stderr)
+        return 1
+    print(build_tiny_model(args[0], corpus=corpus))
     return 0
 
 

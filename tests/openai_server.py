@@ -10,8 +10,9 @@ request for a given prompt gets (later requests are answered normally), one of
     error_body (200 with an error object) · length (finish_reason length) · empty_answer · no_thought ·
     400 (echoes the Authorization header, as some servers do) · 401
 
-``ServerConfig.reply`` (optional) makes it answer like a judge: ``reply(prompt, attempt)`` gives the content (no
-thought) of the reply to the ``attempt``-th request (0-based) for ``prompt``; faults still apply first.
+``ServerConfig.reply`` (optional) makes it answer like a judge or a given teacher: ``reply(prompt, attempt)`` gives
+the content (no thought), or a (thought, content) pair, of the reply to the ``attempt``-th request (0-based) for
+``prompt``; faults still apply first.
 
 In a test: ``with OpenAIServer(ServerConfig(...)) as server: … server.url …`` (a thread with its own loop).
 From a shell: ``python tests/openai_server.py --latency 0.1`` prints the base URL and serves until killed.
@@ -48,7 +49,8 @@ class ServerConfig:
     chunk_chars: int = 7  # characters per streamed delta
     keepalive: bool = True  # blank lines before JSON bodies and ": keep-alive" comments in streams (DeepSeek)
     record: bool = True  # keep every request in OpenAIServer.requests
-    reply: Callable[[str, int], str] | None = None  # content of the reply to (prompt, attempt), without a thought
+    # the reply to (prompt, attempt): its content without a thought, or (thought, content)
+    reply: Callable[[str, int], str | tuple[str, str]] | None = None
 
 
 @dataclass
@@ -167,7 +169,11 @@ class OpenAIServer:
                                      dumps=lambda o: orjson.dumps(o).decode())
         if fault == "reset" and not body.get("stream"):
             return _reset(request)
-        thought, answer = expected_reply(prompt) if cfg.reply is None else ("", cfg.reply(prompt, attempt))
+        if cfg.reply is None:
+            thought, answer = expected_reply(prompt)
+        else:
+            content = cfg.reply(prompt, attempt)
+            thought, answer = content if isinstance(content, tuple) else ("", content)
         finish = "stop"
         if fault == "length":
             thought, answer, finish = thought[: len(thought) // 2], "", "length"

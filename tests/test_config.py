@@ -214,3 +214,30 @@ def test_training_chat_template_renders_as_llamafactory(template: str, thinking:
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     tokenizer.chat_template = training_chat_template(tokenizer, template, thinking)
     assert chat_template_mismatches(tokenizer, template, thinking) == []
+
+
+def test_relative_paths_for_configs_committed_to_a_repository(dataset_dir: Path, tiny_model: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(dataset_dir.parent)
+    configs = build_configs(request(Path("data"), Path("runs/r1"), tiny_model, "r1-distill-qwen", hardware="multi-gpu",
+                                    relative_paths=True))
+    written = write_configs(configs, Path("runs/r1"))
+    train, predict, export = (configs[k].values for k in ("train", "predict", "export"))
+    assert train["dataset_dir"] == predict["dataset_dir"] == "data"
+    assert (train["output_dir"], train["deepspeed"]) == ("runs/r1/train", "runs/r1/ds_z2_config.json")
+    assert predict["adapter_name_or_path"] == "runs/r1/train" and export["export_dir"] == "runs/r1/export"
+    header = Path("runs/r1/predict.yaml").read_text()
+    assert "# Run: lf-reasoning train runs/r1/predict.yaml" in header and "run it from the folder" in header
+    assert all(p.is_file() for p in written)
+    # the default: absolute paths, so a run can start anywhere
+    train = build_configs(request(Path("data"), Path("runs/abs"), tiny_model, "r1-distill-qwen"))["train"].values
+    assert train["dataset_dir"] == str(dataset_dir) and Path(train["output_dir"]).is_absolute()
+
+
+@pytest.mark.parametrize(("cutoff_len", "batch", "accumulation"), [(4096, 1, 8), (1024, 2, 4), (512, 4, 2),
+                                                                     (256, 8, 1), (128, 8, 1)])
+def test_batch_follows_cutoff_len(cutoff_len: int, batch: int, accumulation: int, dataset_dir: Path,
+                                  tiny_model: Path, tmp_path: Path) -> None:
+    train = build_configs(request(dataset_dir, tmp_path, tiny_model, "r1-distill-qwen", hardware="gpu",
+                                  cutoff_len=cutoff_len))["train"].values
+    assert (train["per_device_train_batch_size"], train["gradient_accumulation_steps"]) == (batch, accumulation)

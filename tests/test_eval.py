@@ -9,7 +9,17 @@ import orjson
 import pytest
 
 from lf_reasoning.errors import UserError
-from lf_reasoning.evaluate import AMBIGUOUS, EMPTY, OUT_OF_SET, compare, evaluate, match_label, normalize, read_labels
+from lf_reasoning.evaluate import (
+    AMBIGUOUS,
+    EMPTY,
+    OUT_OF_SET,
+    compare,
+    evaluate,
+    match_label,
+    normalize,
+    read_labels,
+    run_names,
+)
 from tests.cli_runner import run
 
 LABELS = {normalize(x): x for x in ("体育", "财经", "科技", "Sports")}
@@ -17,6 +27,7 @@ LABELS = {normalize(x): x for x in ("体育", "财经", "科技", "Sports")}
 
 def write(path: Path, records: list[dict | str]) -> Path:
     """A predictions file; a string record is written as the raw line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n"
                             for r in records), encoding="utf-8")
     return path
@@ -140,12 +151,15 @@ def test_compare_side_by_side_json_and_plot(tmp_path: Path) -> None:
     b = write(tmp_path / "with_thought.jsonl", [  # the first prompt as a template with enable_thinking=false has it
         pred("<think>\n足球\n</think>\n\n体育", "体育", prompts[0] + "<think>\n\n</think>\n\n"),
         pred("<think>\n股票\n</think>\n\n财经", "财经", prompts[1])])
-    first, second = compare(a, b, "classify")
+    first, second = compare([a, b], "classify")
     assert (first.accuracy, second.accuracy) == (0.5, 1.0)
     code, out = run("eval", "--compare", str(a), str(b), "--task", "classify", "--plot", str(tmp_path / "cm.png"))
     assert code == 0 and "answer_only.jsonl" in out and "with_thought.jsonl" in out
     assert "answer_only.jsonl P" in out and "confusion matrix written to" in out
     assert (tmp_path / "cm.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    untrained = write(tmp_path / "untrained.jsonl", [pred("", "体育", prompts[0]), pred("教育", "财经", prompts[1])])
+    code, out = run("eval", str(untrained), str(a), str(b), "--task", "classify", "--json")
+    assert code == 0 and [r["accuracy"] for r in orjson.loads(out)] == [0.0, 0.5, 1.0]
     code, out = run("eval", str(a), "--task", "classify", "--json")
     data = orjson.loads(out)
     assert code == 0 and data["accuracy"] == 0.5 and data["per_class"]["体育"]["support"] == 1
@@ -180,3 +194,13 @@ def test_labels_file_and_usage_errors(tmp_path: Path) -> None:
         assert code == 1 and message in out
     code, out = run("eval", str(path), "--task", "math", "--plot", str(tmp_path / "x.png"))
     assert code == 1 and "classify only" in out
+
+
+def test_runs_are_named_by_what_tells_them_apart(tmp_path: Path) -> None:
+    assert run_names(["x/a.jsonl", "x/b.jsonl"]) == ["a.jsonl", "b.jsonl"]
+    lf = "predict/generated_predictions.jsonl"
+    assert run_names([f"runs/untrained/{lf}", f"runs/answer_only/{lf}"]) == ["untrained", "answer_only"]
+    rows = [pred("体育", "体育", "标题：a\n")]
+    paths = [write(tmp_path / name / "predict" / "generated_predictions.jsonl", rows) for name in ("base", "tuned")]
+    code, out = run("eval", *map(str, paths), "--task", "classify")
+    assert code == 0 and out.splitlines()[0].split() == ["base", "tuned"]

@@ -1,8 +1,12 @@
-"""The committed dataset_info/ is exactly what converting examples/data produces, and validates clean."""
+"""The committed dataset_info/ is exactly what `make demo` converts (examples/data and the news-title example's
+datasets), and validates clean."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+from test_news_example import load_example
 
 from lf_reasoning.convert import convert
 from lf_reasoning.llamafactory.validate import validate_dataset_info
@@ -13,6 +17,9 @@ ROOT = Path(__file__).parents[1]
 def test_dataset_info_dir_is_up_to_date(tmp_path: Path) -> None:
     for src in sorted((ROOT / "examples" / "data").iterdir()):
         convert([str(src)], src.name.split(".")[0], tmp_path)
+    news = load_example("run")
+    news.prepare_data(news.Stages(tmp_path / "work" / "logs"), tmp_path / "work", tmp_path)
+    shutil.rmtree(tmp_path / "work")
     # rejects files (diagnostics naming source paths) are not committed
     fresh = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".rejects.jsonl")}
     committed = {p.name: p.read_bytes() for p in (ROOT / "dataset_info").iterdir()

@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import json
 import logging
+import os
 import re
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +44,8 @@ DISTRIBUTED: tuple[Hardware, ...] = ("multi-gpu", "multi-node")
 
 CUSTOM_TEMPLATES_KEY = "custom_templates"  # ours: popped by lf_reasoning.llamafactory.launch before LF parses
 DEFAULT_CUTOFF_LEN = 4096  # when nothing can be measured: reasoning records are long
+EFFECTIVE_BATCH = 8  # records per optimizer step and device
+TOKENS_PER_STEP = 2048  # padded tokens per forward pass and device that fit beside a 7B model on one GPU
 HELD_OUT = 0.05  # val_size: share of records kept out of training and predicted on
 COVERED_PERCENTILE = 99.0
 # Recommended sampling for DeepSeek-R1 and Qwen3 in thinking mode (greedy decoding makes them repeat).
@@ -85,6 +88,7 @@ class ConfigRequest:
     allow_truncation: bool = False
     liger_kernel: bool = False
     packing: bool = False
+    relative_paths: bool = False  # write paths relative to the working directory (configs committed to a repo)
 
 
 @dataclass
@@ -114,6 +118,7 @@ class ConfigSet:
     notes: list[str] = field(default_factory=list)  # the choices made and why
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # checks that could not run on this machine
+    relative_to: str | None = None  # the folder of the files, when their paths are relative to the working directory
 
     def __getitem__(self, kind: Kind) -> ConfigFile:
         return next(f for f in self.files if f.kind == kind)
@@ -143,6 +148,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     model_note = _check_model(req.model)
     dataset_dir = req.dataset_dir.expanduser().resolve()
     out = req.out.expanduser().resolve()
+
+    def shown(path: Path) -> str:
+        return os.path.relpath(path) if req.relative_paths else str(path)
     _check_datasets(dataset_dir, [*req.datasets, *([req.eval_dataset] if req.eval_dataset else [])], "--dataset")
 
     notes = [model_note]
@@ -154,7 +162,7 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         if req.template not in (None, name):
             raise UserError(f"--template {req.template} contradicts --template-file {path}, which defines {name}")
         register_custom_template(path)
-        template, reasoning, custom = name, is_reasoning_template(name), [str(path)]
+        template, reasoning, custom = name, is_reasoning_template(name), [shown(path)]
         template_why = f"`{name}` is defined in {path}; lf-reasoning train registers it before LLaMA-Factory starts."
     else:
         choice = choose_template(req.model, override=req.template)
@@ -178,9 +186,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
             file.set("model_name_or_path", req.model,
                      "the model to fine-tune." if file is train else "the base model the adapter was trained on.")
         else:
-            file.set("model_name_or_path", str(train_dir), "full fine-tuning saves the model in train's output_dir.")
+            file.set("model_name_or_path", shown(train_dir), "full fine-tuning saves the model in train's output_dir.")
         if file is not train and adapter:
-            file.set("adapter_name_or_path", str(train_dir), "the LoRA adapter train.yaml writes to its output_dir.")
+            file.set("adapter_name_or_path", shown(train_dir), "the LoRA adapter train.yaml writes to its output_dir.")
         if req.finetuning == "qlora" and file is not export:
             file.set("quantization_bit", 4, "QLoRA: the frozen base model is loaded in 4 bits (bitsandbytes NF4).")
     train.set("stage", "sft", "supervised fine-tuning on prompt → thought + answer.")
@@ -202,7 +210,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         if enable_thinking is not _NOT_APPLICABLE:
             file.set("enable_thinking", enable_thinking, thinking_why + " Same value in all three files.")
     for file in (train, predict):
-        file.set("dataset_dir", str(dataset_dir), "where dataset_info.json is (absolute: runs start anywhere).")
+        file.set("dataset_dir", shown(dataset_dir), "where dataset_info.json is (relative: run from the directory the "
+                 "config was written in)." if req.relative_paths else "where dataset_info.json is (absolute: runs "
+                 "start anywhere).")
         file.set("cutoff_len", cutoff_len, cutoff_why)
     train.set("dataset", ",".join(req.datasets), "the converted dataset(s).")
     if req.eval_dataset:
@@ -216,13 +226,13 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         warnings.append(f"no --eval-dataset: predict.yaml predicts on the {HELD_OUT:.0%} of {', '.join(req.datasets)} "
                         "held out of training")
 
-    train.set("output_dir", str(train_dir), "adapter/model, checkpoints, trainer_log.jsonl and training_loss.png.")
-    predict.set("output_dir", str(out / "predict"), "generated_predictions.jsonl and predict_results.json go here.")
-    export.set("export_dir", str(out / "export"), "the merged model and tokenizer (loadable with transformers).")
+    train.set("output_dir", shown(train_dir), "adapter/model, checkpoints, trainer_log.jsonl and training_loss.png.")
+    predict.set("output_dir", shown(out / "predict"), "generated_predictions.jsonl and predict_results.json go here.")
+    export.set("export_dir", shown(out / "export"), "the merged model and tokenizer (loadable with transformers).")
     if req.finetuning == "qlora":
         export.reasons["model_name_or_path"] = ("the unquantized base model: adapters cannot be merged into a 4-bit "
                                                 "model, so QLoRA adapters are merged into the full-precision one.")
-    _training_keys(train, req.finetuning, hardware, req.packing, req.liger_kernel)
+    _training_keys(train, req.finetuning, hardware, cutoff_len, req.packing, req.liger_kernel)
     predict.set("max_new_tokens", cutoff_len, "room for a thought as long as the longest trained record.")
     predict.set("temperature", TEMPERATURE, "sampling recommended for R1/Qwen3 thinking (greedy decoding repeats).")
     predict.set("top_p", TOP_P, "sampling recommended for R1/Qwen3 thinking.")
@@ -236,12 +246,13 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         deepspeed = (f"ds_z{stage}_config.json", _deepspeed_config(stage))
         sharded = ("weights, gradients and optimizer state are sharded: full fine-tuning" if stage == 3
                    else "gradients and optimizer state are sharded; LoRA weights are small")
-        train.set("deepspeed", str(out / deepspeed[0]), f"DeepSpeed ZeRO-{stage} ({sharded}); lf-reasoning train "
+        train.set("deepspeed", shown(out / deepspeed[0]), f"DeepSpeed ZeRO-{stage} ({sharded}); lf-reasoning train "
                   "starts it under torchrun (FORCE_TORCHRUN=1), as LLaMA-Factory requires.")
         train.set("ddp_timeout", 180000000, "rank 0 tokenizes the dataset first; the others must not time out.")
 
-    configs = ConfigSet([train, predict, export], hardware, deepspeed, notes, warnings)
-    pending = {str(train_dir)}  # produced by train.yaml: may not exist yet
+    configs = ConfigSet([train, predict, export], hardware, deepspeed, notes, warnings,
+                        relative_to=shown(out) if req.relative_paths else None)
+    pending = {shown(train_dir)}  # produced by train.yaml: may not exist yet
     for file in configs.files:
         configs.skipped += check_config(file.values, target=hardware, source=file.file_name, pending=pending,
                                         deepspeed=deepspeed[1] if deepspeed and file is train else None)
@@ -410,11 +421,16 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
     return cutoff, why
 
 
-def _training_keys(train: ConfigFile, finetuning: Finetuning, hardware: Hardware, packing: bool,
+def _training_keys(train: ConfigFile, finetuning: Finetuning, hardware: Hardware, cutoff_len: int, packing: bool,
                    liger_kernel: bool) -> None:
     full = finetuning == "full"
-    train.set("per_device_train_batch_size", 1, "long reasoning records: one per device, accumulate instead.")
-    train.set("gradient_accumulation_steps", 8, "an effective batch of 8 records per device.")
+    # About 2048 tokens per device step whatever the record length; the rest of an effective batch of 8 accumulates.
+    batch = max(1, min(EFFECTIVE_BATCH, TOKENS_PER_STEP // cutoff_len))
+    train.set("per_device_train_batch_size", batch,
+              f"records of up to {cutoff_len} tokens: {batch} per device step (about {TOKENS_PER_STEP} tokens)."
+              if batch > 1 else "long reasoning records: one per device, accumulate instead.")
+    train.set("gradient_accumulation_steps", max(1, EFFECTIVE_BATCH // batch),
+              f"an effective batch of {EFFECTIVE_BATCH} records per device.")
     train.set("learning_rate", 1.0e-5 if full else 1.0e-4,
               "full fine-tuning moves every weight: a small rate." if full else "a usual rate for LoRA.")
     train.set("lr_scheduler_type", "cosine", "decays smoothly to zero.")
@@ -487,9 +503,11 @@ _RUN = {
 
 
 def _header(file: ConfigFile, configs: ConfigSet) -> str:
-    run = _RUN[file.kind].format(path=file.file_name)
+    path = f"{configs.relative_to}/{file.file_name}" if configs.relative_to else file.file_name
     lines = [f"{file.file_name}: LLaMA-Factory 0.9.5 config written by lf-reasoning {__version__} "
-             f"(hardware profile: {configs.hardware}).", f"Run: {run}"]
+             f"(hardware profile: {configs.hardware}).", f"Run: {_RUN[file.kind].format(path=path)}"]
+    if configs.relative_to:
+        lines.append(f"Its paths are relative: run it from the folder that holds {configs.relative_to}/.")
     if file.kind == "train" and configs.hardware in DISTRIBUTED:
         lines += ["DeepSpeed runs under torchrun: lf-reasoning train sets FORCE_TORCHRUN=1. Multi-node: on every node "
                   "set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (and NPROC_PER_NODE) before the same command. Ray "
