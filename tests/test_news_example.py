@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,27 @@ def test_distilled_thoughts_keep_only_replies_that_name_the_gold_label(tmp_path:
     with out.open(encoding="utf-8", newline="") as f:
         rows = sorted((r["title"], r["label"], r["thought"]) for r in csv.DictReader(f))
     assert rows == sorted((t, gold, thought) for t, (gold, thought, _) in list(TEACHER.items())[:2])
+
+
+def test_the_flow_takes_its_thoughts_from_a_teacher_when_given_one(tmp_path: Path) -> None:
+    """run.py --teacher: distil → keep replies naming the gold label → the with-thought dataset trains them."""
+    from openai_server import OpenAIServer, ServerConfig
+
+    gold = {r["title"]: r["label"] for r in read("train")}
+    wrong = sorted(gold)[:10]  # the teacher gets these wrong
+
+    def teach(title: str, _: int) -> tuple[str, str]:
+        label = "社会" if title in wrong and gold[title] != "社会" else gold[title]
+        return f"标题「{title[:4]}」说的是{label}方面的事。", f"类别：{label}"
+
+    with OpenAIServer(ServerConfig(reply=teach)) as server:
+        run.prepare_data(run.Stages(tmp_path / "logs"), tmp_path, tmp_path / "data", teacher=(server.url, "r1"))
+        systems = {seen.body["messages"][0]["content"] for seen in server.requests}
+    assert systems == {(EXAMPLE / "prompt.txt").read_text(encoding="utf-8").splitlines()[0]}
+    kept = [json.loads(line) for line in (tmp_path / "data" / "news_with_thought.jsonl").read_text().splitlines()]
+    wrong_kept = sum(gold[w] == "社会" for w in wrong)
+    assert len(kept) == len(gold) - len(wrong) + wrong_kept
+    first = kept[0]["messages"]
+    title = first[0]["content"].split("标题：")[1]
+    thought = f"标题「{title[:4]}」说的是{gold[title]}方面的事。"
+    assert first[1]["content"] == f"<think>\n{thought}\n</think>\n\n{gold[title]}"

@@ -3,7 +3,8 @@
 Every stage is an `lf-reasoning` command (printed, with its elapsed time; its full output goes to
 OUT/logs/STAGE.log):
 
-  thoughts  a short rule-written thought per training title (thoughts.py)
+  thoughts  a short rule-written thought per training title (thoughts.py), or with --teacher URL MODEL
+            thoughts distilled from a reasoning model (lf-reasoning distill, then thoughts.py --distilled)
   convert   answer-only and with-thought training sets and the test set into dataset_info/
   config    train/predict YAMLs for each variant (--model TINY --hardware cpu --finetuning full)
   predict   the untrained model on the held-out titles
@@ -34,7 +35,9 @@ ROOT = HERE.parents[1]
 EXAMPLE = HERE.relative_to(ROOT)  # commands are run from the repository root with relative paths
 DATASET_DIR = Path("dataset_info")
 GPU_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
-GPU_CUTOFF_LEN = 512  # prompt ~70 tokens + thought ~40 + answer: measured with the tiny model's coarser tokenizer
+# A record is ~100 tokens with a Qwen tokenizer (about one per Chinese character: instruction, title, thought,
+# label); 512 leaves room. Given by hand because the 7B tokenizer is not downloaded here to measure it.
+GPU_CUTOFF_LEN = 512
 # train.csv/test.csv columns → convert's fields; prompt.txt wraps the title into the instruction.
 MAP = ["--map", "prompt=title", "--map", "answer=label", "--prompt-template", str(EXAMPLE / "prompt.txt")]
 VARIANTS = {  # name: (dataset, config --method)
@@ -47,7 +50,6 @@ TINY_TRAIN = ["num_train_epochs=12", "per_device_train_batch_size=16", "gradient
               "learning_rate=3e-3", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=20",
               "save_steps=100000"]
 TINY_PREDICT = ["do_sample=false", "max_new_tokens=96", "per_device_eval_batch_size=32"]
-TINY_CUTOFF_LEN = 512  # the tiny tokenizer spells most Chinese characters as bytes: up to ~300 tokens per record
 MARGIN = 0.15  # a trained model must beat the untrained one and chance by this much accuracy
 
 
@@ -94,12 +96,23 @@ def write_corpus(with_thoughts: Path, path: Path) -> None:
     path.write_text("".join(texts), encoding="utf-8")
 
 
-def prepare_data(stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR) -> Path:
-    """Rule-written thoughts (OUT/train_with_thoughts.csv, returned), then the three datasets (answer-only, with
-    thoughts, test) converted into dataset_dir."""
-    with_thoughts = out / "train_with_thoughts.csv"
-    stages.run("thoughts", [sys.executable, str(EXAMPLE / "thoughts.py"), str(EXAMPLE / "data" / "train.csv"),
-                            str(with_thoughts)])
+def prepare_data(stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR,
+                 teacher: tuple[str, str] | None = None) -> Path:
+    """Thoughts (OUT/train_with_thoughts.csv, returned): rule-written, or distilled from ``teacher`` (base URL,
+    model); then the three datasets (answer-only, with thoughts, test) converted into dataset_dir."""
+    with_thoughts, train = out / "train_with_thoughts.csv", str(EXAMPLE / "data" / "train.csv")
+    if teacher is None:
+        stages.run("thoughts", [sys.executable, str(EXAMPLE / "thoughts.py"), train, str(with_thoughts)])
+    else:
+        # The instruction (prompt.txt's first line) as the system prompt, the title as the question; the label is
+        # kept as the reference answer, and thoughts.py keeps the replies that name it.
+        instruction = (HERE / "prompt.txt").read_text(encoding="utf-8").splitlines()[0]
+        distilled = out / "distilled.jsonl"
+        stages.run("distill", lf_reasoning("distill", train, "--map", "prompt=title", "--map", "reference=label",
+                                           "--system", instruction, "--base-url", teacher[0], "--model", teacher[1],
+                                           "--concurrency", "32", "--out", str(distilled)))
+        stages.run("thoughts", [sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled),
+                                str(with_thoughts)])
     common = ["--dataset-dir", str(dataset_dir), "--force", *MAP]
     stages.run("convert_answer_only", lf_reasoning("convert", str(EXAMPLE / "data" / "train.csv"), "--name",
                                                    "news_answer_only", "--think", "drop", *common))
@@ -126,9 +139,9 @@ def final_loss(run_dir: Path) -> str:
     return f"loss {losses[0]:.2f} → {losses[-1]:.2f}" if losses else "no loss logged"
 
 
-def demo(out: Path) -> int:
+def demo(out: Path, teacher: tuple[str, str] | None) -> int:
     stages = Stages(out / "logs")
-    with_thoughts = prepare_data(stages, out)
+    with_thoughts = prepare_data(stages, out, teacher=teacher)
     # A random tiny model whose tokenizer learnt the training texts: whole words and characters as tokens, where
     # the built-in tokenizer would spell most Chinese characters as three bytes.
     write_corpus(with_thoughts, out / "corpus.txt")
@@ -137,7 +150,7 @@ def demo(out: Path) -> int:
     stages.run("model", [sys.executable, "-m", "lf_reasoning.tiny_model", str(tiny), str(out / "corpus.txt")])
     for variant in VARIANTS:
         stages.run(f"config_{variant}", lf_reasoning(*config_args(variant, str(tiny), out), "--hardware", "cpu",
-                                                     "--finetuning", "full", "--cutoff-len", str(TINY_CUTOFF_LEN)))
+                                                     "--finetuning", "full"))  # cutoff_len: measured
     # The untrained model: answer_only's predict.yaml pointed at the base model instead of the trained one.
     untrained = out / "untrained"
     stages.run("predict_untrained", lf_reasoning("train", str(out / "answer_only" / "predict.yaml"), *TINY_PREDICT,
@@ -187,12 +200,15 @@ def main() -> int:
                         help="work folder: tiny model, runs, logs [default: demo_out/news]")
     parser.add_argument("--gpu-configs", action="store_true",
                         help=f"only write gpu/*/*.yaml for {GPU_MODEL} (nothing is trained)")
+    parser.add_argument("--teacher", nargs=2, metavar=("BASE_URL", "MODEL"),
+                        help="distil the thoughts from this OpenAI-compatible server instead of writing them by rule "
+                             "(the API key is read from OPENAI_API_KEY)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.gpu_configs:
         gpu_configs(Stages(args.out.resolve() / "logs"))
         return 0
-    return demo(args.out.resolve())
+    return demo(args.out.resolve(), tuple(args.teacher) if args.teacher else None)
 
 
 if __name__ == "__main__":

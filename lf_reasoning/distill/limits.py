@@ -27,6 +27,12 @@ class RequestGate:
         self._refilled_at: float | None = None
         self._paused_until = 0.0
 
+    @property
+    def limited(self) -> bool:
+        """Whether :meth:`wait` can hold a request at all (a limit is set, or a pause was asked for): when not,
+        callers skip it and save a coroutine per request."""
+        return bool(self._interval or self._tokens_per_s or self._paused_until)
+
     async def wait(self, tokens: int) -> None:
         loop = asyncio.get_running_loop()
         while (delay := self._paused_until - loop.time()) > 0:

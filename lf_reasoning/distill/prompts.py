@@ -95,7 +95,7 @@ def iter_prompts(
 
 
 def _prompt(sample: ReasoningSample, where: str, system: str | None, suffix: str | None) -> Prompt:
-    history = [[t.prompt, t.answer] for t in sample.history]
+    history = [[t.prompt, t.answer] for t in sample.history] if sample.history else []
     key = hashlib.blake2b(orjson.dumps([sample.system, history, sample.prompt]), digest_size=10).hexdigest()
     text = f"{sample.prompt}\n{suffix}" if suffix else sample.prompt
     return Prompt(key=key, where=where, prompt=text, system=system if system is not None else sample.system,
@@ -148,20 +148,25 @@ def _chat_reader(read: Callable[[dict[str, Any]], Any], fmt_name: str) -> Prompt
 
 
 def _mapped_reader(mapping: dict[str, str]) -> PromptReader:
+    prompt_key, query_key, system_key = mapping["prompt"], mapping.get("query"), mapping.get("system")
+    reference_key, source_key, id_key = mapping.get("reference"), mapping.get("source"), mapping.get("id")
+    text, identifier = fields.text, fields.identifier
+
     def read(record: dict[str, Any]) -> ReasoningSample:
-        prompt = fields.text(record, mapping["prompt"])
-        query = fields.text(record, mapping["query"], required=False) if "query" in mapping else None
-        if query:
-            prompt = f"{prompt}\n{query}"
-        if not prompt.strip():
-            raise RecordError("empty_prompt", f"field '{mapping['prompt']}' is empty")
-        reference = record.get(mapping["reference"]) if "reference" in mapping else None
+        prompt = text(record, prompt_key)
+        if query_key is not None:
+            query = text(record, query_key, required=False)
+            if query:
+                prompt = f"{prompt}\n{query}"
+        if not prompt or prompt.isspace():
+            raise RecordError("empty_prompt", f"field '{prompt_key}' is empty")
+        reference = record.get(reference_key) if reference_key is not None else None
         return ReasoningSample(
             prompt=prompt, answer="",
-            system=fields.text(record, mapping["system"], required=False) if "system" in mapping else None,
+            system=text(record, system_key, required=False) if system_key is not None else None,
             reference=None if reference is None else str(reference),  # numeric answers (GSM8K-style) become text
-            source=fields.identifier(record, mapping["source"]) if "source" in mapping else None,
-            id=fields.identifier(record, mapping["id"]) if "id" in mapping else None,
+            source=identifier(record, source_key) if source_key is not None else None,
+            id=identifier(record, id_key) if id_key is not None else None,
         )
 
     return read

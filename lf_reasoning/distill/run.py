@@ -246,7 +246,8 @@ class _Run:
         retries = bad = 0
         started = time.monotonic()
         while True:
-            await self.gate.wait(estimate)
+            if self.gate.limited:
+                await self.gate.wait(estimate)
             try:
                 reply = await self.client.complete(body)
             except RetryableError as err:
@@ -330,7 +331,7 @@ class _Run:
             record["source_id"] = prompt.source_id
         record.update(where=prompt.where, model=self.settings.model, finish_reason=reply.finish_reason,
                       usage=reply.usage, params=self.params, attempts=attempts, seconds=round(seconds, 3))
-        self.output.write(orjson.dumps(record) + b"\n")
+        self.output.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.report.done += 1
         self.bar.advance()
 
@@ -343,7 +344,7 @@ class _Run:
                   "input": prompt.prompt, "reason": reason, "detail": detail, "attempts": attempts}
         if reply is not None:
             record.update(finish_reason=reply.finish_reason, usage=reply.usage)
-        self.failed.write(orjson.dumps(record) + b"\n")
+        self.failed.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.bar.advance()
 
 
