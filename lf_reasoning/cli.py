@@ -450,13 +450,15 @@ def eval_command(predictions: tuple[Path, ...], task: str, labels_file: Path | N
     for report in reports:
         for message in report.invalid + report.warnings:
             click.echo(f"warning: {message}", err=True)
-    if plot:
-        plot_confusion(reports, plot)
+    key = plot_confusion(reports, plot) if plot else None
     if as_json:
         data = [r.to_json() for r in reports]
         click.echo(orjson.dumps(data if len(paths) > 1 else data[0], option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(format_report(*reports) + (f"\nconfusion matrix written to {plot}" if plot else ""))
+        click.echo(format_report(*reports))
+    if plot:
+        click.echo(f"confusion matrix written to {plot}" + (f" (no CJK font installed, so the classes are "
+                                                              f"numbered: {key})" if key else ""), err=as_json)
     if any(r.invalid for r in reports):
         sys.exit(2)
 

@@ -391,8 +391,11 @@ def _keys(reports: Sequence[EvalReport], counter: str) -> set[str]:
     return {key for r in reports for key in getattr(r, counter)}
 
 
-def plot_confusion(reports: Sequence[EvalReport], path: Path) -> None:
-    """Write the confusion matrix of each report (side by side) as a PNG (matplotlib's Agg canvas, no pyplot)."""
+def plot_confusion(reports: Sequence[EvalReport], path: Path) -> str | None:
+    """Write the confusion matrix of each report (side by side) as a PNG (matplotlib's Agg canvas, no pyplot).
+
+    Without a CJK font, labels with CJK characters would be drawn as boxes: the classes are then numbered and the
+    returned key (``1 体育, 2 财经, …``) says which is which; None when the labels are drawn as they are."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -406,6 +409,8 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> None:
     cjk = [name for name in _CJK_FONTS if name in installed]
     labels = reports[0].labels
     columns = labels + [k for k in NON_LABELS if any(row[k] for r in reports for row in r.confusion.values())]
+    numbered = not cjk and any(_width(label) > len(label) for label in labels)
+    shown = {label: str(i) for i, label in enumerate(labels, 1)} if numbered else {}
     size = 1.5 + 0.45 * len(columns)
     fig = Figure(figsize=(size * len(reports) + 1, size), layout="constrained")
     FigureCanvasAgg(fig)
@@ -419,13 +424,14 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> None:
                 if value:
                     ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                             color="white" if value > top / 2 else "black")
-        ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xticks(range(len(columns)), [shown.get(c, c) for c in columns], rotation=60, ha="right")
+        ax.set_yticks(range(len(labels)), [shown.get(label, label) for label in labels])
         ax.set(title=f"{name}: accuracy {_pct(report.accuracy)}", xlabel="predicted",
                ylabel="gold")
     with rc_context({"font.sans-serif": [*cjk, "DejaVu Sans"]}), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Glyph missing" when no CJK font is installed: labels drawn as boxes
+        warnings.simplefilter("ignore")  # "Glyph missing" for a character no installed font has
         try:
             fig.savefig(path, format="png", dpi=100)
         except OSError as err:
             raise UserError(f"--plot {path}: cannot write: {err.strerror}") from err
+    return ", ".join(f"{number} {label}" for label, number in shown.items()) or None

@@ -204,3 +204,17 @@ def test_runs_are_named_by_what_tells_them_apart(tmp_path: Path) -> None:
     paths = [write(tmp_path / name / "predict" / "generated_predictions.jsonl", rows) for name in ("base", "tuned")]
     code, out = run("eval", *map(str, paths), "--task", "classify")
     assert code == 0 and out.splitlines()[0].split() == ["base", "tuned"]
+
+
+def test_plot_numbers_the_classes_when_no_cjk_font_can_draw_them(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import lf_reasoning.evaluate as evaluate_module
+
+    path = write(tmp_path / "p.jsonl", [pred("体育", "体育", "标题：a\n"), pred("体育", "财经", "标题：b\n")])
+    monkeypatch.setattr(evaluate_module, "_CJK_FONTS", ())  # as on a machine without one
+    report = evaluate(path, "classify")
+    assert evaluate_module.plot_confusion([report], tmp_path / "cm.png") == "1 体育, 2 财经"
+    code, out = run("eval", str(path), "--task", "classify", "--plot", str(tmp_path / "cm2.png"))
+    assert code == 0 and "the classes are numbered: 1 体育, 2 财经" in out
+    latin = write(tmp_path / "latin.jsonl", [pred("sports", "sports", "t: a\n")])
+    assert evaluate_module.plot_confusion([evaluate(latin, "classify")], tmp_path / "cm3.png") is None

@@ -77,6 +77,10 @@ def test_thoughts_refuse_an_unknown_label_naming_the_line(tmp_path: Path) -> Non
                           capture_output=True, text=True)
     assert done.returncode == 1 and f"{src}:3: unknown label '民俗'" in done.stderr
     assert not (tmp_path / "out.csv").exists()
+    src.write_text("headline,label\n国足主场取胜,体育\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and f"{src}:2: no title (the file needs the columns title,label)" in done.stderr
 
 
 def test_committed_news_datasets_train_the_thought_format() -> None:
