@@ -313,11 +313,11 @@ def compare(paths: Sequence[Path], task: Task, labels: Sequence[str] | None = No
     first = reports[0]
     for path, other in zip(paths[1:], reports[1:], strict=True):
         if first.records != other.records:
-            raise UserError(f"--compare: {paths[0]} has {first.records} records but {path} has {other.records}; "
+            raise UserError(f"cannot compare: {paths[0]} has {first.records} records but {path} has {other.records}; "
                             "the predictions come from different datasets (or one run is incomplete)")
         for index, (pa, pb) in enumerate(zip(first.prompts, other.prompts, strict=True), 1):
             if pa != pb:
-                raise UserError(f"--compare: record {index} has a different prompt in {paths[0]} and {path} "
+                raise UserError(f"cannot compare: record {index} has a different prompt in {paths[0]} and {path} "
                                 f"({pa[:40]!r} vs {pb[:40]!r}); the predictions come from different datasets")
     if task == "classify" and labels is None and any(r.labels != first.labels for r in reports):
         # one label set for every column: the first run's gold labels

@@ -208,7 +208,8 @@ class Asker:
         estimate = estimate_tokens(content)
         retries = bad = 0
         while True:
-            await self.gate.wait(estimate)
+            if self.gate.limited:
+                await self.gate.wait(estimate)
             try:
                 reply = await self.client.complete(body)
             except RetryableError as err:

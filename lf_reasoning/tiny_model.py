@@ -137,7 +137,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, corpus: Sequence[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m lf_reasoning.tiny_model OUT_DIR``."""
+    """Entry point of ``python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]``."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
         print("usage: python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]", file=sys.stderr)
@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as err:
         print(f"cannot read a corpus file: {err}", file=sys.stderr)
         return 1
+    if corpus and _is_complete(Path(args[0])):
+        print(f"note: {args[0]} already holds a model, kept as it is (its tokenizer did not learn these corpus "
+              "files); delete the folder to rebuild it", file=sys.stderr)
     print(build_tiny_model(args[0], corpus=corpus))
     return 0
 

@@ -229,12 +229,22 @@ def test_relative_paths_for_configs_committed_to_a_repository(dataset_dir: Path,
     header = Path("runs/r1/predict.yaml").read_text()
     assert "# Run: lf-reasoning train runs/r1/predict.yaml" in header and "run it from the folder" in header
     assert all(p.is_file() for p in written)
+    # a custom template: train resolves its path against the config's folder, wherever it runs from
+    Path("templates").mkdir()
+    Path("templates/qa.yaml").write_text(CUSTOM_TEMPLATE, encoding="utf-8")
+    configs = build_configs(request(Path("data"), Path("runs/custom"), tiny_model, relative_paths=True,
+                                    template=None, template_file=Path("templates/qa.yaml")))
+    write_configs(configs, Path("runs/custom"))
+    assert configs["train"].values["custom_templates"] == ["../../templates/qa.yaml"]
+    code, out = run("train", "runs/custom/train.yaml", "--dry-run")
+    assert code == 0 and "-m lf_reasoning.llamafactory.launch" in out
     # the default: absolute paths, so a run can start anywhere
     train = build_configs(request(Path("data"), Path("runs/abs"), tiny_model, "r1-distill-qwen"))["train"].values
     assert train["dataset_dir"] == str(dataset_dir) and Path(train["output_dir"]).is_absolute()
 
 
-@pytest.mark.parametrize(("cutoff_len", "batch", "accumulation"), [(4096, 1, 8), (1024, 2, 4), (512, 4, 2),
+@pytest.mark.parametrize(("cutoff_len", "batch", "accumulation"), [(4096, 1, 8), (1500, 1, 8), (1024, 2, 4),
+                                                                     (600, 2, 4), (512, 4, 2), (300, 4, 2),
                                                                      (256, 8, 1), (128, 8, 1)])
 def test_batch_follows_cutoff_len(cutoff_len: int, batch: int, accumulation: int, dataset_dir: Path,
                                   tiny_model: Path, tmp_path: Path) -> None:

@@ -43,10 +43,10 @@ def test_data_set_has_ten_balanced_classes_and_a_clean_split() -> None:
     assert len(labels) == len(set(labels)) == 10
     train, test = read("train"), read("test")
     assert len(train) + len(test) >= 1000
-    for rows, least in ((train, 100), (test, 20)):
-        counts = Counter(r["label"] for r in rows)
-        assert set(counts) == set(labels) and min(counts.values()) >= least, counts
+    for rows, per_class in ((train, 100), (test, 25)):
+        assert Counter(r["label"] for r in rows) == dict.fromkeys(labels, per_class)
     titles = [r["title"] for r in train + test]
+    assert (len(train), len(test)) == (1000, 250)  # as the README says
     assert len(titles) == len(set(titles)), "a title is repeated (or in both splits)"
     assert all(8 <= len(t) <= 40 and t == t.strip() for t in titles)
 
@@ -81,6 +81,9 @@ def test_thoughts_refuse_an_unknown_label_naming_the_line(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
                           capture_output=True, text=True)
     assert done.returncode == 1 and f"{src}:2: no title (the file needs the columns title,label)" in done.stderr
+    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(tmp_path / "none.csv"),
+                           str(tmp_path / "out.csv")], capture_output=True, text=True)
+    assert done.returncode == 1 and "none.csv: cannot read: No such file or directory" in done.stderr
 
 
 def test_committed_news_datasets_train_the_thought_format() -> None:
@@ -109,6 +112,7 @@ def test_committed_gpu_configs_are_what_config_writes_now(tmp_path: Path) -> Non
 TEACHER = {  # title → (gold label, the teacher's thought, the teacher's answer)
     "国足客场绝杀对手，晋级世预赛下一阶段": ("体育", "客场、绝杀、世预赛：足球比赛。", "体育"),
     "央行宣布降准0.5个百分点": ("财经", "降准是货币政策。", "类别：财经"),
+    "元宵灯会吸引十万游客": ("民俗", "灯会是传统民俗。", "民俗"),  # a category of your own: no cue words needed
     "某地暴雨致道路积水，消防转移群众": ("社会", "暴雨和救援是民生事件。", "时政"),  # the teacher is wrong
     "新款手机游戏发布会": ("游戏", "可能是科技也可能是游戏。", "科技或游戏"),  # names two labels: ambiguous
 }
@@ -131,11 +135,15 @@ def test_distilled_thoughts_keep_only_replies_that_name_the_gold_label(tmp_path:
     out = tmp_path / "with_thoughts.csv"
     done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
                           capture_output=True, text=True, check=True)
-    assert "2 titles with a distilled thought" in done.stdout
+    assert "3 titles with a distilled thought" in done.stdout
     assert "teacher disagrees: 1" in done.stdout and "ambiguous: 1" in done.stdout
     with out.open(encoding="utf-8", newline="") as f:
         rows = sorted((r["title"], r["label"], r["thought"]) for r in csv.DictReader(f))
-    assert rows == sorted((t, gold, thought) for t, (gold, thought, _) in list(TEACHER.items())[:2])
+    assert rows == sorted((t, gold, thought) for t, (gold, thought, _) in list(TEACHER.items())[:3])
+    distilled.write_text('{"input": "x", "reference_answer": "体育", "content": null}\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "no reply names its reference label; nothing written" in done.stderr
 
 
 def test_the_flow_takes_its_thoughts_from_a_teacher_when_given_one(tmp_path: Path) -> None:

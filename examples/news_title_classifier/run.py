@@ -45,7 +45,7 @@ VARIANTS = {  # name: (dataset, config --method)
     "with_thought": ("news_with_thought", "cot"),
 }
 # The tiny model starts from random weights, so it learns from scratch: a rate ~1000x a 7B fine-tune's, a constant
-# schedule and a batch of 16 records per step (the config's defaults are for real models and long records).
+# schedule, 12 epochs and a batch of 16 (the config's defaults are for fine-tuning a pretrained model).
 TINY_TRAIN = ["num_train_epochs=12", "per_device_train_batch_size=16", "gradient_accumulation_steps=1",
               "learning_rate=3e-3", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=20",
               "save_steps=100000"]
@@ -123,10 +123,10 @@ def prepare_data(stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR,
     return with_thoughts
 
 
-def config_args(variant: str, model: str, out: Path) -> list[str]:
+def config_args(variant: str, model: str, out: Path, dataset_dir: Path = DATASET_DIR) -> list[str]:
     dataset, method = VARIANTS[variant]
     return ["config", "--model", model, "--template", "deepseekr1", "--dataset", dataset, "--eval-dataset",
-            "news_test", "--dataset-dir", str(DATASET_DIR), "--out", str(out / variant), "--method", method]
+            "news_test", "--dataset-dir", str(dataset_dir), "--out", str(out / variant), "--method", method]
 
 
 def predictions(run_dir: Path) -> Path:
@@ -141,7 +141,10 @@ def final_loss(run_dir: Path) -> str:
 
 def demo(out: Path, teacher: tuple[str, str] | None) -> int:
     stages = Stages(out / "logs")
-    with_thoughts = prepare_data(stages, out, teacher=teacher)
+    # Distilled thoughts go to a dataset_dir of this run's own: dataset_info/ holds the rule-written ones, which
+    # the committed GPU configs train.
+    dataset_dir = out / "dataset_info" if teacher else DATASET_DIR
+    with_thoughts = prepare_data(stages, out, dataset_dir, teacher)
     # A random tiny model whose tokenizer learnt the training texts: whole words and characters as tokens, where
     # the built-in tokenizer would spell most Chinese characters as three bytes.
     write_corpus(with_thoughts, out / "corpus.txt")
@@ -149,8 +152,8 @@ def demo(out: Path, teacher: tuple[str, str] | None) -> int:
     shutil.rmtree(tiny, ignore_errors=True)
     stages.run("model", [sys.executable, "-m", "lf_reasoning.tiny_model", str(tiny), str(out / "corpus.txt")])
     for variant in VARIANTS:
-        stages.run(f"config_{variant}", lf_reasoning(*config_args(variant, str(tiny), out), "--hardware", "cpu",
-                                                     "--finetuning", "full"))  # cutoff_len: measured
+        args = config_args(variant, str(tiny), out, dataset_dir)
+        stages.run(f"config_{variant}", lf_reasoning(*args, "--hardware", "cpu", "--finetuning", "full"))
     # The untrained model: answer_only's predict.yaml pointed at the base model instead of the trained one.
     untrained = out / "untrained"
     stages.run("predict_untrained", lf_reasoning("train", str(out / "answer_only" / "predict.yaml"), *TINY_PREDICT,
@@ -212,4 +215,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the stage's own command got the Ctrl-C too; every write it makes is atomic
+        sys.exit("\ninterrupted: run it again to start over (dataset_info/ holds whole files only)")

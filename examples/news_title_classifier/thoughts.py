@@ -136,26 +136,33 @@ def by_rule(src: Path) -> list[dict[str, str]]:
 
 
 def distilled(src: Path) -> list[dict[str, str]]:
-    """Rows from ``lf-reasoning distill`` output whose answer names the reference label, with the teacher's thought."""
+    """Rows from ``lf-reasoning distill`` output whose answer names the reference label, with the teacher's thought.
+
+    The label set is the reference answers seen (plus CUES' labels), so your own categories need no cue words."""
     import orjson
 
     from lf_reasoning.evaluate import match_label, normalize
 
-    labels = {normalize(label): label for label in CUES}
-    rows, outcomes = [], Counter()
+    records = []
     with src.open("rb") as f:
         for line, raw in enumerate(f, 1):
             try:
                 record = orjson.loads(raw)
-                title, gold, answer = record["input"], record["reference_answer"], record["content"]
+                records.append((str(record["input"]), str(record["reference_answer"]),
+                                str(record.get("content") or ""), str(record.get("reasoning_content") or "").strip()))
             except (orjson.JSONDecodeError, KeyError, TypeError) as err:
-                sys.exit(f"{src}:{line}: not a distill record with input, content and reference_answer ({err})")
-            predicted, thought = match_label(answer, labels), (record.get("reasoning_content") or "").strip()
-            if predicted == gold and thought:
-                rows.append({"title": title, "label": gold, "thought": thought})
-            outcomes["kept" if predicted == gold and thought else "no thought" if predicted == gold
-                     else "teacher disagrees" if predicted in CUES else predicted] += 1
+                sys.exit(f"{src}:{line}: not a distill record with input and reference_answer ({err!r})")
+    labels = {normalize(label): label for label in [*CUES, *(gold for _, gold, _, _ in records)]}
+    rows, outcomes = [], Counter()
+    for title, gold, answer, thought in records:
+        predicted = match_label(answer, labels)
+        if predicted == gold and thought:
+            rows.append({"title": title, "label": gold, "thought": thought})
+        outcomes["kept" if predicted == gold and thought else "no thought" if predicted == gold
+                 else "teacher disagrees" if predicted in labels.values() else predicted] += 1
     print(f"{len(rows)} titles with a distilled thought; " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
+    if not rows:
+        sys.exit(f"{src}: no reply names its reference label; nothing written")
     return rows
 
 
@@ -164,7 +171,10 @@ def main(argv: list[str]) -> int:
         print("\n".join(__doc__.strip().splitlines()[2:4]), file=sys.stderr)
         return 2
     src, dst = Path(argv[-2]), Path(argv[-1])
-    rows = distilled(src) if len(argv) == 3 else by_rule(src)
+    try:
+        rows = distilled(src) if len(argv) == 3 else by_rule(src)
+    except OSError as err:
+        sys.exit(f"{src}: cannot read: {err.strerror}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=dst.parent, delete=False) as tmp:
         writer = csv.DictWriter(tmp, fieldnames=["title", "label", "thought"])

@@ -162,7 +162,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         if req.template not in (None, name):
             raise UserError(f"--template {req.template} contradicts --template-file {path}, which defines {name}")
         register_custom_template(path)
-        template, reasoning, custom = name, is_reasoning_template(name), [shown(path)]
+        # lf-reasoning train resolves a relative template path against the config's own folder
+        custom = [os.path.relpath(path, out) if req.relative_paths else str(path)]
+        template, reasoning = name, is_reasoning_template(name)
         template_why = f"`{name}` is defined in {path}; lf-reasoning train registers it before LLaMA-Factory starts."
     else:
         choice = choose_template(req.model, override=req.template)
@@ -210,9 +212,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
         if enable_thinking is not _NOT_APPLICABLE:
             file.set("enable_thinking", enable_thinking, thinking_why + " Same value in all three files.")
     for file in (train, predict):
-        file.set("dataset_dir", shown(dataset_dir), "where dataset_info.json is (relative: run from the directory the "
-                 "config was written in)." if req.relative_paths else "where dataset_info.json is (absolute: runs "
-                 "start anywhere).")
+        file.set("dataset_dir", shown(dataset_dir), "where dataset_info.json is (relative to the directory "
+                 "`lf-reasoning config` ran in: run from there)." if req.relative_paths else "where dataset_info.json "
+                 "is (absolute: runs start anywhere).")
         file.set("cutoff_len", cutoff_len, cutoff_why)
     train.set("dataset", ",".join(req.datasets), "the converted dataset(s).")
     if req.eval_dataset:
@@ -254,8 +256,9 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
                         relative_to=shown(out) if req.relative_paths else None)
     pending = {shown(train_dir)}  # produced by train.yaml: may not exist yet
     for file in configs.files:
-        configs.skipped += check_config(file.values, target=hardware, source=file.file_name, pending=pending,
-                                        deepspeed=deepspeed[1] if deepspeed and file is train else None)
+        ds_content = deepspeed[1] if deepspeed and file is train else None
+        configs.skipped += check_config(file.values, target=hardware, source=file.file_name, config_dir=out,
+                                        pending=pending, deepspeed=ds_content)
     configs.skipped = list(dict.fromkeys(configs.skipped))
     return configs
 
@@ -424,12 +427,13 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
 def _training_keys(train: ConfigFile, finetuning: Finetuning, hardware: Hardware, cutoff_len: int, packing: bool,
                    liger_kernel: bool) -> None:
     full = finetuning == "full"
-    # About 2048 tokens per device step whatever the record length; the rest of an effective batch of 8 accumulates.
-    batch = max(1, min(EFFECTIVE_BATCH, TOKENS_PER_STEP // cutoff_len))
+    # At most 2048 tokens per device step whatever the record length, in a power of two so that accumulation
+    # makes up an effective batch of exactly 8.
+    batch = next(b for b in (EFFECTIVE_BATCH, 4, 2, 1) if b * cutoff_len <= TOKENS_PER_STEP or b == 1)
     train.set("per_device_train_batch_size", batch,
-              f"records of up to {cutoff_len} tokens: {batch} per device step (about {TOKENS_PER_STEP} tokens)."
+              f"records of up to {cutoff_len} tokens: {batch} per device step (at most {TOKENS_PER_STEP} tokens)."
               if batch > 1 else "long reasoning records: one per device, accumulate instead.")
-    train.set("gradient_accumulation_steps", max(1, EFFECTIVE_BATCH // batch),
+    train.set("gradient_accumulation_steps", EFFECTIVE_BATCH // batch,
               f"an effective batch of {EFFECTIVE_BATCH} records per device.")
     train.set("learning_rate", 1.0e-5 if full else 1.0e-4,
               "full fine-tuning moves every weight: a small rate." if full else "a usual rate for LoRA.")

@@ -70,7 +70,8 @@ def _template_paths(config: Mapping[str, Any], config_dir: Path | None) -> list[
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise UserError(f"key '{CUSTOM_TEMPLATES_KEY}': must be a list of template YAML paths, got {value!r}")
     base = config_dir or Path.cwd()
-    return [base / Path(p).expanduser() for p in value]  # an absolute path stays as is
+    # an absolute path stays as is; ".." is resolved by name (the config's folder may not exist yet)
+    return [Path(os.path.normpath(base / Path(p).expanduser())) for p in value]
 
 
 def register_config_templates(config: Mapping[str, Any], config_dir: str | Path | None = None) -> list[str]:
