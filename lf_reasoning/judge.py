@@ -29,7 +29,7 @@ import orjson
 
 from lf_reasoning.distill.client import ChatClient, RequestError, RetryableError, chat_url
 from lf_reasoning.distill.limits import RequestGate, backoff_delay, estimate_tokens
-from lf_reasoning.distill.run import RAMP_S, DistillReport, Failures, Output, Progress, run_coroutine
+from lf_reasoning.distill.run import DistillReport, Failures, Output, Progress, run_coroutine, run_workers
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.formats import detect_format, read_record
 from lf_reasoning.sample import ReasoningSample
@@ -436,9 +436,7 @@ def score(
                                  "max_retries": max_retries, "retry_bad": retry_bad, "backoff": backoff})
         started = time.monotonic()
         try:
-            with Failures(failures_file) as failed, Progress(report, enabled=progress) as bar:
-                if bar._bar is not None:
-                    bar._bar.set_description("score")
+            with Failures(failures_file) as failed, Progress(report, enabled=progress, desc="score") as bar:
                 client = ChatClient(url, api_key, api_key_env, timeout=timeout, connections=concurrency)
                 run_coroutine(run.main(client, pending, RequestGate(rpm, tpm), failed, bar))
         except KeyboardInterrupt:
@@ -461,19 +459,7 @@ class _ScoreRun:
         self.log = bar.around(self.log)
         self.asker = Asker(client, gate, report=self.report, **self.options)
         async with client:
-            count = min(self.concurrency, self.report.pending)
-            workers = [asyncio.ensure_future(self._worker(jobs, i * RAMP_S / count)) for i in range(count)]
-            try:
-                await asyncio.gather(*workers)
-            finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _worker(self, jobs: Iterator[_Job], delay: float) -> None:
-        await asyncio.sleep(delay)
-        for job in jobs:
-            await self._score_one(job)
+            await run_workers(jobs, self._score_one, min(self.concurrency, self.report.pending))
 
     async def _score_one(self, job: _Job) -> None:
         if isinstance(job.sample, RecordError):

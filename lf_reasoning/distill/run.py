@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -225,19 +225,7 @@ class _Run:
         self.client, self.gate, self.failed, self.bar = client, gate, failed, bar
         self.log = bar.around(self.log)
         async with client:
-            count = min(self.concurrency, self.report.pending)
-            workers = [asyncio.ensure_future(self._worker(jobs, i * RAMP_S / count)) for i in range(count)]
-            try:
-                await asyncio.gather(*workers)
-            finally:  # a fatal error (bad key, URL) or Ctrl-C: stop the other workers before the session closes
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _worker(self, jobs: Iterator[tuple[Prompt, int]], delay: float) -> None:
-        await asyncio.sleep(delay)
-        for prompt, sample in jobs:  # next() never awaits, so workers can share the generator
-            await self._distill_one(prompt, sample)
+            await run_workers(jobs, lambda job: self._distill_one(*job), min(self.concurrency, self.report.pending))
 
     async def _distill_one(self, prompt: Prompt, sample: int) -> None:
         messages = prompt.messages()
@@ -474,14 +462,14 @@ class Failures:
 class Progress:
     """A tqdm bar over the requests of this run, with failed/retried counts and tokens in its postfix."""
 
-    def __init__(self, report: DistillReport, *, enabled: bool) -> None:
+    def __init__(self, report: DistillReport, *, enabled: bool, desc: str = "distill") -> None:
         self._report = report
         self._bar: Any = None
         self._postfix_at = 0.0
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=report.pending, unit="req", desc="distill", file=sys.stderr, disable=None,
+            self._bar = tqdm(total=report.pending, unit="req", desc=desc, file=sys.stderr, disable=None,
                              mininterval=0.5, dynamic_ncols=True)
 
     def around(self, log: Callable[[str], None]) -> Callable[[str], None]:
@@ -523,6 +511,24 @@ def _human(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+async def run_workers(jobs: Iterator[_T], handle: Callable[[_T], Awaitable[None]], count: int) -> None:
+    """``count`` workers handling the jobs of one iterator (``next`` never awaits, so they can share it), started
+    over RAMP_S. A fatal error (bad key, URL) or Ctrl-C cancels the others before the caller closes its session."""
+
+    async def worker(delay: float) -> None:
+        await asyncio.sleep(delay)
+        for job in jobs:
+            await handle(job)
+
+    workers = [asyncio.ensure_future(worker(i * RAMP_S / count)) for i in range(count)]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:

@@ -29,6 +29,7 @@ import yaml
 from lf_reasoning import __version__
 from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.dataset_info import DATA_CONFIG, REMOTE_KEYS, load_dataset_info
+from lf_reasoning.llamafactory.launch import CUSTOM_TEMPLATES_KEY  # ours: popped before LF parses
 
 if TYPE_CHECKING:
     from lf_reasoning.stats import LengthStats
@@ -42,7 +43,6 @@ FINETUNINGS: tuple[Finetuning, ...] = get_args(Finetuning)
 HARDWARE: tuple[Hardware, ...] = get_args(Hardware)
 DISTRIBUTED: tuple[Hardware, ...] = ("multi-gpu", "multi-node")
 
-CUSTOM_TEMPLATES_KEY = "custom_templates"  # ours: popped by lf_reasoning.llamafactory.launch before LF parses
 DEFAULT_CUTOFF_LEN = 4096  # when nothing can be measured: reasoning records are long
 EFFECTIVE_BATCH = 8  # records per optimizer step and device
 TOKENS_PER_STEP = 2048  # padded tokens per forward pass and device that fit beside a 7B model on one GPU
