@@ -26,8 +26,10 @@ with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
     for line in src:
         dst.write(orjson.dumps(orjson.loads(line)) + b"\\n")
 """
-WORDS = [*"因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑".split(),
-         *"the answer is therefore we need to compute first then check each case step value sum".split()]
+WORDS = [
+    *"因为 所以 我们 需要 计算 首先 然后 答案 是 的 这个 问题 可以 分解 为 两个 部分 考虑".split(),
+    *"the answer is therefore we need to compute first then check each case step value sum".split(),
+]
 
 
 def paragraph(rng: random.Random, n_chars: int) -> str:
@@ -51,7 +53,9 @@ def generate(path: Path, n: int) -> None:
                 "content": "\n" + answers[i % 64] + f" \\boxed{{{i}}}",
                 "reasoning_content": chunks[(i * 7) % 64],
                 "repo_name": rng.choice(["xhs/xhs", "meta-math/GSM8K_zh", "exam/coig_exam", "zhihu/zhihu"]),
-                "prompt_tokens_len": 40, "reasoning_content_tokens_len": 900, "content_tokens_len": 300,
+                "prompt_tokens_len": 40,
+                "reasoning_content_tokens_len": 900,
+                "content_tokens_len": 300,
                 "score": rng.randint(0, 10),
             }
             f.write(orjson.dumps(record) + b"\n")
@@ -88,21 +92,39 @@ def main() -> None:
     mb = src.stat().st_size / 1e6
     print(f"input: {src} ({args.records} records, {mb:.0f} MB, {mb * 1e3 / args.records:.1f} KB/record)")
 
-    runs: dict[str, list[tuple[float, float]]] = {"baseline (read-parse-serialise-write)": [],
-                                                   "lf-reasoning convert": []}
+    runs: dict[str, list[tuple[float, float]]] = {
+        "baseline (read-parse-serialise-write)": [],
+        "lf-reasoning convert": [],
+    }
     for _ in range(args.repeat):  # interleaved, so drift in machine load hits both alike
         runs["baseline (read-parse-serialise-write)"].append(
-            timed([sys.executable, "-c", BASELINE, str(src), str(args.workdir / "baseline.jsonl")]))
+            timed([sys.executable, "-c", BASELINE, str(src), str(args.workdir / "baseline.jsonl")])
+        )
         runs["lf-reasoning convert"].append(
-            timed([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "bench",
-                   "--dataset-dir", str(args.workdir / "data"), "--force"]))
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "lf_reasoning",
+                    "convert",
+                    str(src),
+                    "--name",
+                    "bench",
+                    "--dataset-dir",
+                    str(args.workdir / "data"),
+                    "--force",
+                ]
+            )
+        )
     medians = {}
     for label, results in runs.items():
         secs = statistics.median(r[0] for r in results)
         rss = max(r[1] for r in results)
         medians[label] = secs
-        print(f"{label:<40} {secs:6.2f} s  {args.records / secs:9.0f} records/s  {mb / secs:6.1f} MB/s  "
-              f"peak RSS {rss:5.0f} MB  (median of {args.repeat})")
+        print(
+            f"{label:<40} {secs:6.2f} s  {args.records / secs:9.0f} records/s  {mb / secs:6.1f} MB/s  "
+            f"peak RSS {rss:5.0f} MB  (median of {args.repeat})"
+        )
     conv_s, base_s = medians["lf-reasoning convert"], medians["baseline (read-parse-serialise-write)"]
     print(f"ratio convert/baseline: {conv_s / base_s:.2f}  (target ≤ 1.5; peak RSS target < 300 MB)")
 

@@ -64,8 +64,9 @@ async def bare_client(url: str, n: int, concurrency: int, out: Path) -> float:
             async def worker(delay: float) -> None:
                 await asyncio.sleep(delay)
                 for _ in jobs:
-                    async with session.post(url + "/chat/completions", data=body,
-                                            headers={"Content-Type": "application/json"}) as resp:
+                    async with session.post(
+                        url + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
+                    ) as resp:
                         reply = orjson.loads(await resp.read())
                     f.write(orjson.dumps(reply["choices"][0]["message"]) + b"\n")
 
@@ -78,15 +79,19 @@ def run_bare(url: str, n: int, concurrency: int, out: Path) -> float:
 
 
 def run_distill(src: Path, out: Path, url: str, n: int, concurrency: int, stream: bool) -> float:
-    report = distill([str(src)], out, base_url=url, model="bench", concurrency=concurrency, stream=stream,
-                     api_key_env="BENCH_NO_KEY")
+    report = distill(
+        [str(src)], out, base_url=url, model="bench", concurrency=concurrency, stream=stream, api_key_env="BENCH_NO_KEY"
+    )
     assert report.done == n and not report.failed, report
     return report.seconds
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
@@ -94,8 +99,9 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
 def write_prompts(path: Path, n: int) -> None:
     with open(path, "wb") as f:
         for i in range(n):
-            f.write(orjson.dumps({"question": f"Problem {i}: what is {i} * {i + 1}?", "answer": str(i * (i + 1))})
-                    + b"\n")
+            f.write(
+                orjson.dumps({"question": f"Problem {i}: what is {i} * {i + 1}?", "answer": str(i * (i + 1))}) + b"\n"
+            )
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -158,8 +164,9 @@ class Watch:
         marks: list[tuple[float, int]] = []
         for fraction in (low, high):
             want = fraction * len(ends)
-            mark = next(((t, done) for t, size in self.samples
-                         if (done := bisect.bisect_right(ends, size)) >= want), None)
+            mark = next(
+                ((t, done) for t, size in self.samples if (done := bisect.bisect_right(ends, size)) >= want), None
+            )
             if mark is None:
                 return None
             marks.append(mark)
@@ -176,8 +183,13 @@ def measure(run: Callable[[], float], out: Path, server_pid: int) -> dict[str, f
     wall = time.perf_counter() - wall
     cpu, server_cpu = cpu_seconds() - cpu, cpu_seconds(server_pid) - server_cpu
     other = max(0.0, (machine_busy_seconds() - busy - cpu - server_cpu) / wall)
-    return {"seconds": seconds, "steady": watch.steady_rate() or float("nan"), "cpu": cpu, "server_cpu": server_cpu,
-            "other": other}
+    return {
+        "seconds": seconds,
+        "steady": watch.steady_rate() or float("nan"),
+        "cpu": cpu,
+        "server_cpu": server_cpu,
+        "other": other,
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -186,10 +198,22 @@ def _median(values: list[float]) -> float:
     return statistics.median(numbers) if numbers else float("nan")
 
 
-def row(name: str, concurrency: int, run: str, n: int, ideal: float, achieved: float, steady: float, cpu_ms: float,
-        server_ms: float, other: float) -> str:
-    return (f"{name:>12} {concurrency:>11} {run:>6} {n:>9} {ideal:>12.0f} {achieved:>9.0f} {achieved / ideal:>6.2f} "
-            f"{steady / ideal:>7.2f} {cpu_ms:>11.3f} {server_ms:>18.3f} {other:>10.2f}")
+def row(
+    name: str,
+    concurrency: int,
+    run: str,
+    n: int,
+    ideal: float,
+    achieved: float,
+    steady: float,
+    cpu_ms: float,
+    server_ms: float,
+    other: float,
+) -> str:
+    return (
+        f"{name:>12} {concurrency:>11} {run:>6} {n:>9} {ideal:>12.0f} {achieved:>9.0f} {achieved / ideal:>6.2f} "
+        f"{steady / ideal:>7.2f} {cpu_ms:>11.3f} {server_ms:>18.3f} {other:>10.2f}"
+    )
 
 
 def main() -> None:
@@ -207,30 +231,62 @@ def main() -> None:
     busy_before = (machine_busy_seconds() - busy) / (time.perf_counter() - started)
     server, url = start_server(args.latency)
     try:
-        print(f"server {url}, latency {args.latency * 1000:.0f} ms, {'streaming' if args.stream else 'non-streaming'} "
-              f"(the bare baseline never streams); {os.cpu_count()} CPUs, load average before: "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; CPUs busy before start: {busy_before:.2f}")
-        print(f"{'client':>12} {'concurrency':>11} {'run':>6} {'requests':>9} {'ideal req/s':>12} {'achieved':>9} "
-              f"{'ratio':>6} {'steady':>7} {'CPU ms/req':>11} {'server CPU ms/req':>18} {'other CPUs':>10}")
+        print(
+            f"server {url}, latency {args.latency * 1000:.0f} ms, {'streaming' if args.stream else 'non-streaming'} "
+            f"(the bare baseline never streams); {os.cpu_count()} CPUs, load average before: "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; CPUs busy before start: {busy_before:.2f}"
+        )
+        print(
+            f"{'client':>12} {'concurrency':>11} {'run':>6} {'requests':>9} {'ideal req/s':>12} {'achieved':>9} "
+            f"{'ratio':>6} {'steady':>7} {'CPU ms/req':>11} {'server CPU ms/req':>18} {'other CPUs':>10}"
+        )
         for concurrency in args.concurrency:
             n = int(concurrency / args.latency * args.seconds)
             src, out = args.workdir / f"distill_prompts_{n}.jsonl", args.workdir / f"distill_c{concurrency}.jsonl"
             write_prompts(src, n)
             ideal = concurrency / args.latency
             results: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
-            runs = {"bare aiohttp": functools.partial(run_bare, url, n, concurrency, out),
-                    "distill": functools.partial(run_distill, src, out, url, n, concurrency, args.stream)}
+            runs = {
+                "bare aiohttp": functools.partial(run_bare, url, n, concurrency, out),
+                "distill": functools.partial(run_distill, src, out, url, n, concurrency, args.stream),
+            }
             for i in range(args.repeat):
                 for name in CLIENTS:
                     m = measure(runs[name], out, server.pid)
                     results[name].append(m)
-                    print(row(name, concurrency, str(i + 1), n, ideal, n / m["seconds"], m["steady"],
-                              m["cpu"] / n * 1000, m["server_cpu"] / n * 1000, m["other"]), flush=True)
+                    print(
+                        row(
+                            name,
+                            concurrency,
+                            str(i + 1),
+                            n,
+                            ideal,
+                            n / m["seconds"],
+                            m["steady"],
+                            m["cpu"] / n * 1000,
+                            m["server_cpu"] / n * 1000,
+                            m["other"],
+                        ),
+                        flush=True,
+                    )
             if args.repeat > 1:
                 for name in CLIENTS:
                     med = {k: _median([m[k] for m in results[name]]) for k in results[name][0]}
-                    print(row(name, concurrency, "median", n, ideal, n / med["seconds"], med["steady"],
-                              med["cpu"] / n * 1000, med["server_cpu"] / n * 1000, med["other"]), flush=True)
+                    print(
+                        row(
+                            name,
+                            concurrency,
+                            "median",
+                            n,
+                            ideal,
+                            n / med["seconds"],
+                            med["steady"],
+                            med["cpu"] / n * 1000,
+                            med["server_cpu"] / n * 1000,
+                            med["other"],
+                        ),
+                        flush=True,
+                    )
     finally:
         server.terminate()
         server.wait()

@@ -31,6 +31,8 @@ from lf_reasoning.tiny_model import build_tiny_model
 
 NAME = "bench_stats"
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "DISABLE_VERSION_CHECK")
+
+
 def generate(path: Path, n: int) -> None:
     """Records as convert writes them: sharegpt messages with role/content, thought in LLaMA-Factory's form."""
     rng = random.Random(0)
@@ -102,13 +104,19 @@ def main() -> None:
         tokens = results[0][0]
         secs, cpu = statistics.median(r[1] for r in results), statistics.median(r[2] for r in results)
         rates[label] = tokens / secs, tokens / cpu
-        print(f"{label:<26} {tokens:>12,} tokens  {secs:7.1f} s  {tokens / secs:10,.0f} tokens/s  "
-              f"{args.records / secs:6,.0f} records/s  {tokens / cpu:10,.0f} tokens/CPU-s  (median of {args.repeat})")
-    print(f"p50/p99/max total tokens: {stats.percentile(50)}/{stats.percentile(99)}/{stats.percentile(100)}; "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(
+            f"{label:<26} {tokens:>12,} tokens  {secs:7.1f} s  {tokens / secs:10,.0f} tokens/s  "
+            f"{args.records / secs:6,.0f} records/s  {tokens / cpu:10,.0f} tokens/CPU-s  (median of {args.repeat})"
+        )
+    print(
+        f"p50/p99/max total tokens: {stats.percentile(50)}/{stats.percentile(99)}/{stats.percentile(100)}; "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
     (wall, cpu), (base_wall, base_cpu) = rates["measure_lengths"], rates["tokenizer(texts) baseline"]
-    print(f"ratio measure_lengths/baseline: {wall / base_wall:.2f} tokens/s, {cpu / base_cpu:.2f} tokens/CPU-s "
-          "(target ≥ 0.8)")
+    print(
+        f"ratio measure_lengths/baseline: {wall / base_wall:.2f} tokens/s, {cpu / base_cpu:.2f} tokens/CPU-s "
+        "(target ≥ 0.8)"
+    )
 
 
 if __name__ == "__main__":

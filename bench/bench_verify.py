@@ -23,8 +23,10 @@ import orjson
 
 from lf_reasoning.verify import verify_file
 
-FILLER = ("We first restate the problem, then compute each part step by step and check the result against the "
-          "conditions given. ")
+FILLER = (
+    "We first restate the problem, then compute each part step by step and check the result against the "
+    "conditions given. "
+)
 
 
 def _integer(rng: random.Random) -> tuple[str, str]:
@@ -76,8 +78,16 @@ def _text(rng: random.Random) -> tuple[str, str]:
 
 
 KINDS: list[tuple[Callable[[random.Random], tuple[str, str]] | None, int]] = [
-    (_integer, 25), (_fraction, 12), (_wrong, 12), (_set, 8), (_interval, 8), (_unit, 5), (_choice, 10),
-    (_plain, 5), (_text, 5), (None, 10),  # None: no reference answer
+    (_integer, 25),
+    (_fraction, 12),
+    (_wrong, 12),
+    (_set, 8),
+    (_interval, 8),
+    (_unit, 5),
+    (_choice, 10),
+    (_plain, 5),
+    (_text, 5),
+    (None, 10),  # None: no reference answer
 ]
 
 
@@ -112,11 +122,13 @@ def main() -> None:
         report = verify_file(src, args.workdir / f"verified_{workers}.jsonl", workers=workers)
         secs = time.perf_counter() - start
         own, children = _cpu(resource.RUSAGE_SELF) - own, _cpu(resource.RUSAGE_CHILDREN) - children
-        print(f"verify, {workers} worker process{'es' if workers > 1 else ''}: {secs:6.1f} s  "
-              f"{report.written / secs:5.0f} records/s  CPU per record: main {own / report.written * 1e3:.2f} ms, "
-              f"workers {children / report.written * 1e3:.1f} ms  (true {report.verdicts['true']}, "
-              f"false {report.verdicts['false']}, unverifiable {report.verdicts['none']}, "
-              f"timeouts {report.reasons['timeout']})")
+        print(
+            f"verify, {workers} worker process{'es' if workers > 1 else ''}: {secs:6.1f} s  "
+            f"{report.written / secs:5.0f} records/s  CPU per record: main {own / report.written * 1e3:.2f} ms, "
+            f"workers {children / report.written * 1e3:.1f} ms  (true {report.verdicts['true']}, "
+            f"false {report.verdicts['false']}, unverifiable {report.verdicts['none']}, "
+            f"timeouts {report.reasons['timeout']})"
+        )
 
 
 def _cpu(who: int) -> float:

@@ -1,2 +1,3 @@
 """lf-reasoning: reasoning data and configs for LLaMA-Factory."""
+
 __version__ = "0.1.0"

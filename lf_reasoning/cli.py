@@ -25,12 +25,15 @@ def main() -> None:
     """
 
 
-THINK_HELP = ("keep: train the thought as given (default); drop: answer only (method 3: LLaMA-Factory's "
-              "reasoning templates then add an empty thought themselves); empty: write an explicit empty "
-              "<think> block before every answer.")
+THINK_HELP = (
+    "keep: train the thought as given (default); drop: answer only (method 3: LLaMA-Factory's "
+    "reasoning templates then add an empty thought themselves); empty: write an explicit empty "
+    "<think> block before every answer."
+)
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Exit status: 0 all input records were valid; 2 the dataset was written but some
 input records were invalid (listed in the rejects file); 1 an error, nothing written.
 
@@ -40,42 +43,95 @@ Examples:
   lf-reasoning convert medical_o1_sft.json --name medical --dataset-dir data \\
       --prompt-template examples/medical_prompt.txt
   lf-reasoning convert titles.csv --name news --dataset-dir data --map prompt=title --map answer=label
-""")
+"""
+)
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
 @click.option("--name", required=True, help="Dataset name to register (also the data file name).")
-@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="LLaMA-Factory `dataset_dir`: the data file and dataset_info.json go here.")
-@click.option("--format", "fmt", default="auto", show_default=True, metavar="auto|" + "|".join(FORMATS),
-              help="Source shape; auto detects it from each file's first record and says why.")
-@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
-              help="Read any table: map prompt, answer (required), thought, system, score, source, id, reference.")
-@click.option("--style", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt", show_default=True,
-              help="Output layout (sharegpt is written with explicit role/content tags).")
-@click.option("--think", type=click.Choice(["keep", "drop", "empty"]), default="keep", show_default=True,
-              help=THINK_HELP)
+@click.option(
+    "--dataset-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="LLaMA-Factory `dataset_dir`: the data file and dataset_info.json go here.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    metavar="auto|" + "|".join(FORMATS),
+    help="Source shape; auto detects it from each file's first record and says why.",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="Read any table: map prompt, answer (required), thought, system, score, source, id, reference.",
+)
+@click.option(
+    "--style",
+    type=click.Choice(["sharegpt", "alpaca"]),
+    default="sharegpt",
+    show_default=True,
+    help="Output layout (sharegpt is written with explicit role/content tags).",
+)
+@click.option(
+    "--think", type=click.Choice(["keep", "drop", "empty"]), default="keep", show_default=True, help=THINK_HELP
+)
 @click.option("--system", help="System prompt for every record (replaces the source's).")
-@click.option("--prompt-template", type=click.File(encoding="utf-8"),
-              help="Text file with a {prompt} placeholder, wrapped around every prompt (the file's final newline "
-                   "is not part of it).")
+@click.option(
+    "--prompt-template",
+    type=click.File(encoding="utf-8"),
+    help="Text file with a {prompt} placeholder, wrapped around every prompt (the file's final newline "
+    "is not part of it).",
+)
 @click.option("--min-score", type=float, help="Drop records whose score is below X (or that have none).")
 @click.option("--require-verified", is_flag=True, help="Drop records without a positive verification verdict.")
-@click.option("--dedup", type=click.Choice(["normalized", "exact", "off"]), default="normalized", show_default=True,
-              help="Drop repeated prompts: normalized folds case, full-width forms and spacing.")
-@click.option("--max-tokens", type=click.IntRange(min=1),
-              help="Drop (never truncate) records longer than N tokens; set it to your cutoff_len.")
+@click.option(
+    "--dedup",
+    type=click.Choice(["normalized", "exact", "off"]),
+    default="normalized",
+    show_default=True,
+    help="Drop repeated prompts: normalized folds case, full-width forms and spacing.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Drop (never truncate) records longer than N tokens; set it to your cutoff_len.",
+)
 @click.option("--tokenizer", help="Tokenizer path or id used by --max-tokens.")
 @click.option("--template", help="LLaMA-Factory template used by --max-tokens (e.g. qwen3, deepseekr1).")
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where rejected records go with their reason [default: DIR/NAME.rejects.jsonl].")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where rejected records go with their reason [default: DIR/NAME.rejects.jsonl].",
+)
 @click.option("--strict", is_flag=True, help="Stop at the first invalid record instead of rejecting it.")
 @click.option("--force", is_flag=True, help="Replace an existing different entry NAME (other entries are kept).")
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face dataset SRC.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
-def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, mapping: tuple[str, ...],
-            style: str, think: str, system: str | None, prompt_template: TextIO | None, min_score: float | None,
-            require_verified: bool, dedup: str, max_tokens: int | None, tokenizer: str | None,
-            template: str | None, rejects: Path | None, strict: bool, force: bool, hub_split: str,
-            workers: int | None) -> None:
+def convert(
+    sources: tuple[str, ...],
+    name: str,
+    dataset_dir: Path,
+    fmt: str,
+    mapping: tuple[str, ...],
+    style: str,
+    think: str,
+    system: str | None,
+    prompt_template: TextIO | None,
+    min_score: float | None,
+    require_verified: bool,
+    dedup: str,
+    max_tokens: int | None,
+    tokenizer: str | None,
+    template: str | None,
+    rejects: Path | None,
+    strict: bool,
+    force: bool,
+    hub_split: str,
+    workers: int | None,
+) -> None:
     """Convert SRC (files, directories or a Hugging Face dataset) into a LLaMA-Factory dataset.
 
     Reads every known reasoning shape (R1 distill dumps, OpenR1, s1K, CoT sets, OpenAI messages with
@@ -87,11 +143,28 @@ def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, ma
     from lf_reasoning.convert import format_report
 
     report = run_convert(
-        sources, name, dataset_dir, fmt=fmt, mapping=mapping, style=style, think=think,  # type: ignore[arg-type]
-        system=system, prompt_template=prompt_template.read().removesuffix("\n") if prompt_template else None,
-        min_score=min_score, require_verified=require_verified, dedup=dedup,  # type: ignore[arg-type]
-        max_tokens=max_tokens, tokenizer=tokenizer, template=template, rejects=rejects, strict=strict,
-        force=force, hub_split=hub_split, workers=workers, log=lambda msg: click.echo(msg, err=True), progress=True,
+        sources,
+        name,
+        dataset_dir,
+        fmt=fmt,
+        mapping=mapping,
+        style=style,
+        think=think,  # type: ignore[arg-type]
+        system=system,
+        prompt_template=prompt_template.read().removesuffix("\n") if prompt_template else None,
+        min_score=min_score,
+        require_verified=require_verified,
+        dedup=dedup,  # type: ignore[arg-type]
+        max_tokens=max_tokens,
+        tokenizer=tokenizer,
+        template=template,
+        rejects=rejects,
+        strict=strict,
+        force=force,
+        hub_split=hub_split,
+        workers=workers,
+        log=lambda msg: click.echo(msg, err=True),
+        progress=True,
     )
     click.echo(format_report(report))
     if report.invalid:
@@ -99,8 +172,12 @@ def convert(sources: tuple[str, ...], name: str, dataset_dir: Path, fmt: str, ma
 
 
 @main.command()
-@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
+@click.option(
+    "--dataset-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
+)
 @click.argument("names", nargs=-1)
 def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     """Check DIR/dataset_info.json the way LLaMA-Factory will read it.
@@ -117,7 +194,9 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-@main.command("config", epilog="""\b
+@main.command(
+    "config",
+    epilog="""\b
 Methods (enable_thinking is written only for reasoning templates such as qwen3, deepseekr1):
   distill, cot   thoughts kept and trained             enable_thinking: true
   answer-only    data without thoughts (convert --think drop); the empty
@@ -129,34 +208,75 @@ Example:
   lf-reasoning config --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset r1 \\
       --dataset-dir data --out runs/r1 --hardware gpu
   lf-reasoning train runs/r1/train.yaml
-""")
+""",
+)
 @click.option("--model", required=True, help="Hub id or local folder of the model to fine-tune.")
 @click.option("--dataset", "datasets", required=True, metavar="NAME[,NAME]", help="Dataset(s) in dataset_info.json.")
-@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for train.yaml, predict.yaml, export.yaml and the run outputs.")
-@click.option("--method", type=click.Choice(["distill", "cot", "answer-only", "mixed"]), default="distill",
-              show_default=True, help="What is trained (see below).")
+@click.option(
+    "--dataset-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for train.yaml, predict.yaml, export.yaml and the run outputs.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["distill", "cot", "answer-only", "mixed"]),
+    default="distill",
+    show_default=True,
+    help="What is trained (see below).",
+)
 @click.option("--finetuning", type=click.Choice(["lora", "qlora", "full"]), default="lora", show_default=True)
-@click.option("--hardware", type=click.Choice(["cpu", "gpu", "multi-gpu", "multi-node"]),
-              help="Hardware profile [default: what this machine has].")
+@click.option(
+    "--hardware",
+    type=click.Choice(["cpu", "gpu", "multi-gpu", "multi-node"]),
+    help="Hardware profile [default: what this machine has].",
+)
 @click.option("--template", help="LLaMA-Factory template; default: chosen from the model, with the reason.")
-@click.option("--template-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A custom template YAML (registered into LLaMA-Factory when lf-reasoning train runs).")
-@click.option("--cutoff-len", type=click.IntRange(min=1),
-              help="Token limit per record [default: measured p99, a multiple of 256, when a tokenizer is at hand].")
+@click.option(
+    "--template-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A custom template YAML (registered into LLaMA-Factory when lf-reasoning train runs).",
+)
+@click.option(
+    "--cutoff-len",
+    type=click.IntRange(min=1),
+    help="Token limit per record [default: measured p99, a multiple of 256, when a tokenizer is at hand].",
+)
 @click.option("--eval-dataset", metavar="NAME", help="Held-out dataset for predict.yaml [default: 5% of the data].")
 @click.option("--tokenizer", help="Tokenizer used to measure record lengths [default: the model's].")
 @click.option("--allow-truncation", is_flag=True, help="Accept a cutoff_len that truncates some records.")
 @click.option("--packing", is_flag=True, help="GPU: neat packing (records never attend to each other).")
 @click.option("--liger-kernel", is_flag=True, help="GPU: Liger kernels (needs pip install liger-kernel).")
-@click.option("--relative-paths", is_flag=True, help="Write dataset_dir and output paths relative to the current "
-              "directory (configs committed to a repository, run from its root) [default: absolute].")
-def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, method: str, finetuning: str,
-                   hardware: str | None, template: str | None, template_file: Path | None, cutoff_len: int | None,
-                   eval_dataset: str | None, tokenizer: str | None, allow_truncation: bool, packing: bool,
-                   liger_kernel: bool, relative_paths: bool) -> None:
+@click.option(
+    "--relative-paths",
+    is_flag=True,
+    help="Write dataset_dir and output paths relative to the current "
+    "directory (configs committed to a repository, run from its root) [default: absolute].",
+)
+def config_command(
+    model: str,
+    datasets: str,
+    dataset_dir: Path,
+    out: Path,
+    method: str,
+    finetuning: str,
+    hardware: str | None,
+    template: str | None,
+    template_file: Path | None,
+    cutoff_len: int | None,
+    eval_dataset: str | None,
+    tokenizer: str | None,
+    allow_truncation: bool,
+    packing: bool,
+    liger_kernel: bool,
+    relative_paths: bool,
+) -> None:
     """Write OUT/train.yaml, predict.yaml and export.yaml for a reasoning fine-tune.
 
     Each file explains in its header why each key has its value, and each was parsed by LLaMA-Factory's own
@@ -165,10 +285,22 @@ def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, meth
     from lf_reasoning.llamafactory.config import ConfigRequest, build_configs, write_configs
 
     request = ConfigRequest(
-        model=model, datasets=tuple(n.strip() for n in datasets.split(",") if n.strip()), dataset_dir=dataset_dir,
-        out=out, method=method, finetuning=finetuning, hardware=hardware, template=template,  # type: ignore[arg-type]
-        template_file=template_file, cutoff_len=cutoff_len, eval_dataset=eval_dataset, tokenizer=tokenizer,
-        allow_truncation=allow_truncation, packing=packing, liger_kernel=liger_kernel, relative_paths=relative_paths,
+        model=model,
+        datasets=tuple(n.strip() for n in datasets.split(",") if n.strip()),
+        dataset_dir=dataset_dir,
+        out=out,
+        method=method,
+        finetuning=finetuning,
+        hardware=hardware,
+        template=template,  # type: ignore[arg-type]
+        template_file=template_file,
+        cutoff_len=cutoff_len,
+        eval_dataset=eval_dataset,
+        tokenizer=tokenizer,
+        allow_truncation=allow_truncation,
+        packing=packing,
+        liger_kernel=liger_kernel,
+        relative_paths=relative_paths,
     )
     configs = build_configs(request)
     for note in configs.notes:
@@ -182,12 +314,15 @@ def config_command(model: str, datasets: str, dataset_dir: Path, out: Path, meth
     click.echo(f"next: lf-reasoning train {out / 'train.yaml'}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True}, epilog="""\b
+@main.command(
+    context_settings={"ignore_unknown_options": True},
+    epilog="""\b
 Examples:
   lf-reasoning train runs/r1/train.yaml max_steps=100 --dry-run
   lf-reasoning train runs/r1/predict.yaml
   lf-reasoning train runs/r1/export.yaml
-""")
+""",
+)
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--dry-run", is_flag=True, help="Print the exact command and the resolved config; run nothing.")
@@ -214,19 +349,43 @@ def train(config_path: Path, overrides: tuple[str, ...], dry_run: bool) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
+@click.option(
+    "--dataset-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
+)
 @click.option("--tokenizer", required=True, help="Tokenizer path or id of the model you will train.")
-@click.option("--template", help="LLaMA-Factory template you will train with [default: chosen from the tokenizer's "
-              "model, with the reason].")
-@click.option("--cutoff-len", type=click.IntRange(min=1), default=2048, show_default=True,
-              help="The cutoff_len you plan to train with.")
-@click.option("--enable-thinking", type=click.Choice(["true", "false", "none"]), default="true", show_default=True,
-              help="LLaMA-Factory's enable_thinking data argument (use the value you will train with).")
+@click.option(
+    "--template",
+    help="LLaMA-Factory template you will train with [default: chosen from the tokenizer's model, with the reason].",
+)
+@click.option(
+    "--cutoff-len",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="The cutoff_len you plan to train with.",
+)
+@click.option(
+    "--enable-thinking",
+    type=click.Choice(["true", "false", "none"]),
+    default="true",
+    show_default=True,
+    help="LLaMA-Factory's enable_thinking data argument (use the value you will train with).",
+)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a histogram PNG of lengths.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cutoff_len: int,
-          enable_thinking: str, plot: Path | None, as_json: bool) -> None:
+def stats(
+    name: str,
+    dataset_dir: Path,
+    tokenizer: str,
+    template: str | None,
+    cutoff_len: int,
+    enable_thinking: str,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
     """Token lengths of dataset NAME exactly as LLaMA-Factory's template and cutoff_len see them.
 
     Prints percentiles of prompt, thought, answer and total tokens per record and the share of records
@@ -254,19 +413,32 @@ def stats(name: str, dataset_dir: Path, tokenizer: str, template: str | None, cu
 
 def _request_limits(command: Callable[..., None]) -> Callable[..., None]:
     """The rate-limit and retry options shared by the commands that call an API (distill, score)."""
-    for option in reversed((
-        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit."),
-        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit."),
-        click.option("--max-retries", type=click.IntRange(min=0), default=8, show_default=True,
-                     help="Retries on 429, 5xx, timeouts, resets, empty replies."),
-        click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
-                     help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins)."),
-    )):
+    for option in reversed(
+        (
+            click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit."),
+            click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit."),
+            click.option(
+                "--max-retries",
+                type=click.IntRange(min=0),
+                default=8,
+                show_default=True,
+                help="Retries on 429, 5xx, timeouts, resets, empty replies.",
+            ),
+            click.option(
+                "--backoff",
+                type=click.FloatRange(min=0),
+                default=1.0,
+                show_default=True,
+                help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).",
+            ),
+        )
+    ):
         command = option(command)
     return command
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Exit status: 0 no request failed; 2 some requests failed for good
 (listed in the failures file; run the same command again to retry them); 1 an error.
 
@@ -279,43 +451,94 @@ Examples:
   lf-reasoning distill prompts.jsonl --out qwen3.jsonl --base-url http://localhost:8000/v1 \\
       --model Qwen/Qwen3-8B --n 4 --temperature 0.6 --stream
   lf-reasoning convert r1.jsonl --name r1 --dataset-dir data
-""")
+"""
+)
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON Lines output (R1-distill shape, read by convert); appended to and resumed.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines output (R1-distill shape, read by convert); appended to and resumed.",
+)
 @click.option("--base-url", required=True, help="OpenAI-compatible API root, e.g. http://localhost:8000/v1.")
 @click.option("--model", required=True, help="Model name sent with every request.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Requests in flight at once.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Samples per prompt (one request each).")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Requests in flight at once."
+)
+@click.option(
+    "--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per prompt (one request each)."
+)
 @click.option("--stream", is_flag=True, help="Stream replies (server-sent events).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
-              help="Environment variable holding the API key (the key itself is never written anywhere).")
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the API key (the key itself is never written anywhere).",
+)
 @click.option("--temperature", type=float, help="Sampling temperature [default: the server's].")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit (thought + answer).")
 @click.option("--system", help="System prompt for every request (replaces the source's).")
 @click.option("--prompt-suffix", help="Text added on a new line after every prompt.")
-@click.option("--extra-body", metavar="JSON", help='More request fields, e.g. \'{"top_p": 0.95}\'.')
+@click.option("--extra-body", metavar="JSON", help="More request fields, e.g. '{\"top_p\": 0.95}'.")
 @_request_limits
-@click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Re-requests of a reply cut off (finish_reason length), without answer or thought.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
-              help="Seconds allowed per request.")
+@click.option(
+    "--retry-bad",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Re-requests of a reply cut off (finish_reason length), without answer or thought.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=900,
+    show_default=True,
+    help="Seconds allowed per request.",
+)
 @click.option("--allow-no-thought", is_flag=True, help="Keep replies that come without a thought.")
 @click.option("--price-in", type=click.FloatRange(min=0), help="Price per million prompt tokens (for the summary).")
 @click.option("--price-out", type=click.FloatRange(min=0), help="Price per million completion tokens.")
-@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].")
-@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
-              help="Read prompts from any table: prompt (required), query (appended), system, reference, id, source.")
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="Read prompts from any table: prompt (required), query (appended), system, reference, id, source.",
+)
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face dataset SRC.")
-def distill(sources: tuple[str, ...], out: Path, base_url: str, model: str, concurrency: int, n: int, stream: bool,
-            api_key_env: str, temperature: float | None, max_tokens: int | None, system: str | None,
-            prompt_suffix: str | None, extra_body: str | None, rpm: float | None, tpm: float | None,
-            max_retries: int, retry_bad: int, backoff: float, timeout: float, allow_no_thought: bool,
-            price_in: float | None, price_out: float | None, failures: Path | None, mapping: tuple[str, ...],
-            hub_split: str) -> None:
+def distill(
+    sources: tuple[str, ...],
+    out: Path,
+    base_url: str,
+    model: str,
+    concurrency: int,
+    n: int,
+    stream: bool,
+    api_key_env: str,
+    temperature: float | None,
+    max_tokens: int | None,
+    system: str | None,
+    prompt_suffix: str | None,
+    extra_body: str | None,
+    rpm: float | None,
+    tpm: float | None,
+    max_retries: int,
+    retry_bad: int,
+    backoff: float,
+    timeout: float,
+    allow_no_thought: bool,
+    price_in: float | None,
+    price_out: float | None,
+    failures: Path | None,
+    mapping: tuple[str, ...],
+    hub_split: str,
+) -> None:
     """Ask a reasoning model (OpenAI-compatible API) for a thought and an answer per prompt of SRC.
 
     Prompts are read from any shape convert reads, or from a table with a prompt/question/problem column
@@ -338,19 +561,41 @@ def distill(sources: tuple[str, ...], out: Path, base_url: str, model: str, conc
         if not isinstance(extra, dict):
             raise UserError("--extra-body: expected a JSON object, e.g. '{\"top_p\": 0.95}'")
     report = run_distill(
-        sources, out, base_url=base_url, model=model, n=n, concurrency=concurrency, stream=stream,
-        api_key_env=api_key_env, temperature=temperature, max_tokens=max_tokens, system=system,
-        prompt_suffix=prompt_suffix, extra_body=extra, rpm=rpm, tpm=tpm, max_retries=max_retries,
-        retry_bad=retry_bad, backoff=backoff, timeout=timeout, allow_no_thought=allow_no_thought,
-        price_in=price_in, price_out=price_out, failures=failures, mapping=mapping, hub_split=hub_split,
-        log=lambda msg: click.echo(msg, err=True), progress=True,
+        sources,
+        out,
+        base_url=base_url,
+        model=model,
+        n=n,
+        concurrency=concurrency,
+        stream=stream,
+        api_key_env=api_key_env,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        system=system,
+        prompt_suffix=prompt_suffix,
+        extra_body=extra,
+        rpm=rpm,
+        tpm=tpm,
+        max_retries=max_retries,
+        retry_bad=retry_bad,
+        backoff=backoff,
+        timeout=timeout,
+        allow_no_thought=allow_no_thought,
+        price_in=price_in,
+        price_out=price_out,
+        failures=failures,
+        mapping=mapping,
+        hub_split=hub_split,
+        log=lambda msg: click.echo(msg, err=True),
+        progress=True,
     )
     click.echo(format_summary(report))
     if report.failed:
         sys.exit(2)
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Exit status: 0 every input record was read; 2 OUT was written but some input lines
 or records were invalid (each named with file and line); 1 an error, nothing written.
 
@@ -358,20 +603,45 @@ or records were invalid (each named with file and line); 1 an error, nothing wri
 Examples:
   lf-reasoning verify distilled.jsonl --out verified.jsonl --timeout 10
   lf-reasoning convert verified.jsonl --name r1_math --dataset-dir data --require-verified
-""")
+"""
+)
 @click.argument("src", metavar="IN")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON Lines file to write (written to a temp file, renamed into place at the end).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines file to write (written to a temp file, renamed into place at the end).",
+)
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Seconds one answer may take; the worker is then stopped and the answer reported as timeout.")
-@click.option("--judge-base-url", metavar="URL",
-              help="OpenAI-compatible API of an LLM judge: answers no rule can decide get a 10/0 verdict from it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds one answer may take; the worker is then stopped and the answer reported as timeout.",
+)
+@click.option(
+    "--judge-base-url",
+    metavar="URL",
+    help="OpenAI-compatible API of an LLM judge: answers no rule can decide get a 10/0 verdict from it.",
+)
 @click.option("--judge-model", metavar="NAME", help="Model name of the judge (required with --judge-base-url).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
-              help="Environment variable holding the judge's API key (never written anywhere).")
-def verify(src: str, out: Path, workers: int | None, timeout: float, judge_base_url: str | None,
-           judge_model: str | None, api_key_env: str) -> None:
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the judge's API key (never written anywhere).",
+)
+def verify(
+    src: str,
+    out: Path,
+    workers: int | None,
+    timeout: float,
+    judge_base_url: str | None,
+    judge_model: str | None,
+    api_key_env: str,
+) -> None:
     """Check every answer of IN against its reference answer with Math-Verify.
 
     IN is a file or directory in any shape convert reads (distill output, R1 distill dumps with
@@ -392,16 +662,28 @@ def verify(src: str, out: Path, workers: int | None, timeout: float, judge_base_
         if judge_base_url and judge_model:
             from lf_reasoning.judge import CorrectnessJudge
 
-            judge = stack.enter_context(CorrectnessJudge(judge_base_url, judge_model, api_key_env=api_key_env,
-                                                         log=lambda msg: click.echo(msg, err=True)))
-        report = verify_file(src, out, workers=workers, timeout=timeout, judge=judge,
-                             log=lambda msg: click.echo(msg, err=True), progress=True)
+            judge = stack.enter_context(
+                CorrectnessJudge(
+                    judge_base_url, judge_model, api_key_env=api_key_env, log=lambda msg: click.echo(msg, err=True)
+                )
+            )
+        report = verify_file(
+            src,
+            out,
+            workers=workers,
+            timeout=timeout,
+            judge=judge,
+            log=lambda msg: click.echo(msg, err=True),
+            progress=True,
+        )
     click.echo(format_report(report))
     if report.invalid:
         sys.exit(2)
 
 
-@main.command("eval", epilog="""\b
+@main.command(
+    "eval",
+    epilog="""\b
 Exit status: 0 every line was read; 2 the report was printed but some lines were
 not valid JSON records (each named with file and line); 1 an error.
 
@@ -410,20 +692,38 @@ Examples:
   lf-reasoning eval saves/predict/generated_predictions.jsonl --task classify --labels labels.txt --plot cm.png
   lf-reasoning eval --compare answer_only.jsonl with_thought.jsonl --task classify --json
   lf-reasoning eval untrained.jsonl answer_only.jsonl with_thought.jsonl --task classify
-""")
+""",
+)
 @click.argument("predictions", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--task", required=True, type=click.Choice(["classify", "math", "free"]),
-              help="classify: accuracy, macro-F1, per-class table; math: Math-Verify accuracy; free: format and "
-                   "length only.")
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="classify: the label set, one label per line [default: the gold labels seen].")
-@click.option("--compare", nargs=2, type=click.Path(dir_okay=False, path_type=Path), metavar="A B",
-              help="Two predictions files of the same dataset side by side (the same as giving both as "
-                   "PREDICTIONS).")
+@click.option(
+    "--task",
+    required=True,
+    type=click.Choice(["classify", "math", "free"]),
+    help="classify: accuracy, macro-F1, per-class table; math: Math-Verify accuracy; free: format and length only.",
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="classify: the label set, one label per line [default: the gold labels seen].",
+)
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="A B",
+    help="Two predictions files of the same dataset side by side (the same as giving both as PREDICTIONS).",
+)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="classify: write a confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def eval_command(predictions: tuple[Path, ...], task: str, labels_file: Path | None, compare: tuple[Path, Path] | None,
-                 plot: Path | None, as_json: bool) -> None:
+def eval_command(
+    predictions: tuple[Path, ...],
+    task: str,
+    labels_file: Path | None,
+    compare: tuple[Path, Path] | None,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
     """Score PREDICTIONS: LLaMA-Factory's generated_predictions.jsonl (`predict`, `label`) or distill/verify output
     (`content`, `reasoning_content`, `reference_answer`). Several files of the same dataset (e.g. the untrained
     model, answer-only, with thoughts) are put side by side in one table and one plot.
@@ -457,13 +757,17 @@ def eval_command(predictions: tuple[Path, ...], task: str, labels_file: Path | N
     else:
         click.echo(format_report(*reports))
     if plot:
-        click.echo(f"confusion matrix written to {plot}" + (f" (no CJK font installed, so the classes are "
-                                                              f"numbered: {key})" if key else ""), err=as_json)
+        click.echo(
+            f"confusion matrix written to {plot}"
+            + (f" (no CJK font installed, so the classes are numbered: {key})" if key else ""),
+            err=as_json,
+        )
     if any(r.invalid for r in reports):
         sys.exit(2)
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Exit status: 0 no request failed; 2 some requests failed for good (listed in the
 failures file; run the same command again to retry them); 1 an error.
 
@@ -472,30 +776,72 @@ Examples:
   lf-reasoning score r1.jsonl --out scored.jsonl --judge-base-url http://localhost:8000/v1 \\
       --judge-model Qwen/Qwen2.5-72B-Instruct --concurrency 32
   lf-reasoning convert scored.jsonl --name r1_good --dataset-dir data --min-score 8
-""")
+"""
+)
 @click.argument("src", metavar="IN")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON Lines output: every record plus a `judge` object; appended to and resumed.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines output: every record plus a `judge` object; appended to and resumed.",
+)
 @click.option("--judge-base-url", required=True, metavar="URL", help="OpenAI-compatible API root of the judge.")
 @click.option("--judge-model", required=True, metavar="NAME", help="Model name of the judge.")
-@click.option("--rubric", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Rubric prompt file with {prompt}, {answer} (and {reference}) placeholders [default: ours].")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Requests in flight at once.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
-              help="Environment variable holding the API key (the key itself is never written anywhere).")
+@click.option(
+    "--rubric",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rubric prompt file with {prompt}, {answer} (and {reference}) placeholders [default: ours].",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Requests in flight at once."
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the API key (the key itself is never written anywhere).",
+)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="Sampling temperature of the judge.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit of a judge reply.")
 @_request_limits
-@click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Re-requests of a reply that cannot be parsed (then the record is written unscored).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300, show_default=True,
-              help="Seconds allowed per request.")
-@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].")
-def score(src: str, out: Path, judge_base_url: str, judge_model: str, rubric: Path | None, concurrency: int,
-          api_key_env: str, temperature: float, max_tokens: int | None, rpm: float | None, tpm: float | None,
-          max_retries: int, retry_bad: int, backoff: float, timeout: float, failures: Path | None) -> None:
+@click.option(
+    "--retry-bad",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Re-requests of a reply that cannot be parsed (then the record is written unscored).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300,
+    show_default=True,
+    help="Seconds allowed per request.",
+)
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where failed requests are listed [default: OUT without .jsonl + .failures.jsonl].",
+)
+def score(
+    src: str,
+    out: Path,
+    judge_base_url: str,
+    judge_model: str,
+    rubric: Path | None,
+    concurrency: int,
+    api_key_env: str,
+    temperature: float,
+    max_tokens: int | None,
+    rpm: float | None,
+    tpm: float | None,
+    max_retries: int,
+    retry_bad: int,
+    backoff: float,
+    timeout: float,
+    failures: Path | None,
+) -> None:
     """Score every record of IN 0-10 with an LLM judge: harmlessness, helpfulness, correctness and overall.
 
     IN is a file or directory in any shape convert reads. Each record is written to OUT unchanged plus a
@@ -508,10 +854,24 @@ def score(src: str, out: Path, judge_base_url: str, judge_model: str, rubric: Pa
     from lf_reasoning.judge import score as run_score
 
     report = run_score(
-        src, out, base_url=judge_base_url, model=judge_model, concurrency=concurrency, api_key_env=api_key_env,
-        rubric=load_rubric(rubric) if rubric else None, temperature=temperature, max_tokens=max_tokens, rpm=rpm,
-        tpm=tpm, max_retries=max_retries, retry_bad=retry_bad, backoff=backoff, timeout=timeout, failures=failures,
-        log=lambda msg: click.echo(msg, err=True), progress=True,
+        src,
+        out,
+        base_url=judge_base_url,
+        model=judge_model,
+        concurrency=concurrency,
+        api_key_env=api_key_env,
+        rubric=load_rubric(rubric) if rubric else None,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        rpm=rpm,
+        tpm=tpm,
+        max_retries=max_retries,
+        retry_bad=retry_bad,
+        backoff=backoff,
+        timeout=timeout,
+        failures=failures,
+        log=lambda msg: click.echo(msg, err=True),
+        progress=True,
     )
     click.echo(format_score_summary(report))
     if report.failed:

@@ -115,8 +115,10 @@ def convert(
     counter = None
     if max_tokens is not None:
         if not tokenizer or not template:
-            raise UserError("--max-tokens needs --tokenizer PATH and --template NAME (the LLaMA-Factory template "
-                            "you will train with, e.g. qwen3 or deepseekr1) to count tokens exactly")
+            raise UserError(
+                "--max-tokens needs --tokenizer PATH and --template NAME (the LLaMA-Factory template "
+                "you will train with, e.g. qwen3 or deepseekr1) to count tokens exactly"
+            )
         from lf_reasoning.llamafactory.tokens import TokenCounter
 
         counter = TokenCounter(tokenizer, template)
@@ -134,12 +136,21 @@ def convert(
     entry = sharegpt_entry(data_file.name) if style == "sharegpt" else alpaca_entry(data_file.name)
     merged = merge_entry(info, name, entry, force=force)
     if data_file.exists() and name not in info and not force:
-        raise UserError(f"{data_file} exists but is not registered as '{name}'; pass --force to overwrite it "
-                        "or choose another --name")
+        raise UserError(
+            f"{data_file} exists but is not registered as '{name}'; pass --force to overwrite it "
+            "or choose another --name"
+        )
 
-    settings = _Settings(tuple(mapping), think, style, system, prompt_template, dedup,
-                         SampleFilter(think=think, min_score=min_score, require_verified=require_verified),
-                         with_messages=counter is not None)
+    settings = _Settings(
+        tuple(mapping),
+        think,
+        style,
+        system,
+        prompt_template,
+        dedup,
+        SampleFilter(think=think, min_score=min_score, require_verified=require_verified),
+        with_messages=counter is not None,
+    )
     report = ConvertReport(data_file=data_file, rejects_file=rejects_file)
     seen: set[bytes] = set()
     counting: list[tuple[str, bytes, tuple[str | None, Messages]]] = []
@@ -147,16 +158,22 @@ def convert(
 
         def reject(counter_: Counter[str], where: str, reason: str, detail: str, record: Any) -> None:
             counter_[reason] += 1
-            rejects_out.write_line(orjson.dumps({"where": where, "reason": reason, "detail": detail, "record": record},
-                                           default=str))
+            rejects_out.write_line(
+                orjson.dumps({"where": where, "reason": reason, "detail": detail, "record": record}, default=str)
+            )
 
         def flush_counting() -> None:
             assert counter is not None and max_tokens is not None
             lengths = counter.count([conv for _, _, conv in counting])
             for (where, line, _), n in zip(counting, lengths, strict=True):
                 if n > max_tokens:
-                    reject(report.filtered, where, "too_long", f"{n} tokens > --max-tokens {max_tokens}",
-                           orjson.Fragment(line))
+                    reject(
+                        report.filtered,
+                        where,
+                        "too_long",
+                        f"{n} tokens > --max-tokens {max_tokens}",
+                        orjson.Fragment(line),
+                    )
                 else:
                     data_out.write_line(line)
                     report.written += 1
@@ -173,8 +190,13 @@ def convert(
                     report.scores[int(score)] += 1
                 if digest is not None:
                     if digest in seen:
-                        reject(report.filtered, where, "duplicate_prompt", f"prompt already seen ({dedup} dedup)",
-                               orjson.Fragment(line))
+                        reject(
+                            report.filtered,
+                            where,
+                            "duplicate_prompt",
+                            f"prompt already seen ({dedup} dedup)",
+                            orjson.Fragment(line),
+                        )
                         continue
                     seen.add(digest)
                 if conv is None:
@@ -204,15 +226,20 @@ def convert(
         else:  # no rejects: a default-path file left by an earlier run would describe that run, not this one
             rejects_file.unlink(missing_ok=True)
         if report.written == 0:
-            raise UserError(f"no records written: all {report.read} records were rejected; reasons are in "
-                            f"{rejects_file}. {dataset_dir}/dataset_info.json was not changed.")
+            raise UserError(
+                f"no records written: all {report.read} records were rejected; reasons are in "
+                f"{rejects_file}. {dataset_dir}/dataset_info.json was not changed."
+            )
         data_out.commit()
         write_dataset_info(dataset_dir, merged)
     return report
 
 
 def _iter_records(
-    inputs: list[Path | str], reader: Format | None, report: ConvertReport, log: Callable[[str], None],
+    inputs: list[Path | str],
+    reader: Format | None,
+    report: ConvertReport,
+    log: Callable[[str], None],
     hub_split: str,
 ) -> Iterator[tuple[str, Raw, str]]:
     """``(where, raw, format name)`` for every raw record; the format is detected on each file's first record."""
@@ -382,8 +409,11 @@ def _progress_bar() -> Any:
 def format_report(report: ConvertReport) -> str:
     """The closing table: read / written / rejected by reason, and the score distribution."""
     rejected = sum(report.invalid.values()) + sum(report.filtered.values())
-    lines = [f"{'read':<34}{report.read:>10}", f"{'written':<34}{report.written:>10}  → {report.data_file}",
-             f"{'rejected':<34}{rejected:>10}" + (f"  → {report.rejects_file}" if rejected else "")]
+    lines = [
+        f"{'read':<34}{report.read:>10}",
+        f"{'written':<34}{report.written:>10}  → {report.data_file}",
+        f"{'rejected':<34}{rejected:>10}" + (f"  → {report.rejects_file}" if rejected else ""),
+    ]
     for title, counter in (("invalid input", report.invalid), ("filtered", report.filtered)):
         for reason, n in counter.most_common():
             lines.append(f"  {reason + f' ({title})':<32}{n:>10}")

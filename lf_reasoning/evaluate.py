@@ -94,20 +94,33 @@ class EvalReport:
     def to_json(self) -> dict[str, Any]:
         """Every number, for ``--json``."""
         data: dict[str, Any] = {
-            "path": self.path, "task": self.task, "records": self.records,
+            "path": self.path,
+            "task": self.task,
+            "records": self.records,
             "format": {name: self.share(self.formats[name]) for name in FORMATS},
             "format_counts": {name: self.formats[name] for name in FORMATS},
-            "mean_thought_chars": _mean(self.thought_chars), "mean_answer_chars": _mean(self.answer_chars),
-            "cut_off": self.share(self.cut_off), "cut_off_count": self.cut_off,
-            "invalid_lines": self.invalid, "warnings": self.warnings, "excluded": dict(self.excluded),
+            "mean_thought_chars": _mean(self.thought_chars),
+            "mean_answer_chars": _mean(self.answer_chars),
+            "cut_off": self.share(self.cut_off),
+            "cut_off_count": self.cut_off,
+            "invalid_lines": self.invalid,
+            "warnings": self.warnings,
+            "excluded": dict(self.excluded),
         }
         if self.task != "free":
-            data |= {"accuracy": self.accuracy, "correct": self.correct, "scored": self.scored,
-                     "wrong": dict(self.outcomes)}
+            data |= {
+                "accuracy": self.accuracy,
+                "correct": self.correct,
+                "scored": self.scored,
+                "wrong": dict(self.outcomes),
+            }
         if self.task == "classify":
-            data |= {"macro_f1": self.macro_f1, "labels": self.labels,
-                     "per_class": {k: _metrics_json(m) for k, m in self.per_class().items()},
-                     "confusion": {gold: dict(row) for gold, row in self.confusion.items()}}
+            data |= {
+                "macro_f1": self.macro_f1,
+                "labels": self.labels,
+                "per_class": {k: _metrics_json(m) for k, m in self.per_class().items()},
+                "confusion": {gold: dict(row) for gold, row in self.confusion.items()},
+            }
         return data
 
 
@@ -165,8 +178,9 @@ def read_labels(path: Path) -> list[str]:
     seen: dict[str, str] = {}
     for label in labels:
         if normalize(label) in seen:
-            raise UserError(f"--labels {path}: {label!r} and {seen[normalize(label)]!r} are the same label "
-                            "after normalising")
+            raise UserError(
+                f"--labels {path}: {label!r} and {seen[normalize(label)]!r} are the same label after normalising"
+            )
         seen[normalize(label)] = label
     return labels
 
@@ -231,8 +245,9 @@ def _read(path: Path, report: EvalReport) -> list[_Record]:
                     report.warnings.append(f"{where}: gold answer has malformed thought markup ({err.detail})")
                     gold = None
             prompt = str(obj.get("prompt", obj.get("input", "")))
-            records.append(_Record(where, _EMPTY_THOUGHT_PROMPT.sub("", prompt).rstrip(), fmt, thought, answer,
-                                   gold or None))
+            records.append(
+                _Record(where, _EMPTY_THOUGHT_PROMPT.sub("", prompt).rstrip(), fmt, thought, answer, gold or None)
+            )
     return records
 
 
@@ -256,8 +271,9 @@ def evaluate(path: Path, task: Task, labels: Sequence[str] | None = None) -> Eva
     for r in records:
         if r.gold is None:
             report.excluded["no gold"] += 1
-            report.warnings.append(f"{r.where}: no gold answer (`label`/`reference_answer` missing or empty); "
-                                   "not scored")
+            report.warnings.append(
+                f"{r.where}: no gold answer (`label`/`reference_answer` missing or empty); not scored"
+            )
         else:
             scored.append(r)
     if task == "math":
@@ -313,12 +329,16 @@ def compare(paths: Sequence[Path], task: Task, labels: Sequence[str] | None = No
     first = reports[0]
     for path, other in zip(paths[1:], reports[1:], strict=True):
         if first.records != other.records:
-            raise UserError(f"cannot compare: {paths[0]} has {first.records} records but {path} has {other.records}; "
-                            "the predictions come from different datasets (or one run is incomplete)")
+            raise UserError(
+                f"cannot compare: {paths[0]} has {first.records} records but {path} has {other.records}; "
+                "the predictions come from different datasets (or one run is incomplete)"
+            )
         for index, (pa, pb) in enumerate(zip(first.prompts, other.prompts, strict=True), 1):
             if pa != pb:
-                raise UserError(f"cannot compare: record {index} has a different prompt in {paths[0]} and {path} "
-                                f"({pa[:40]!r} vs {pb[:40]!r}); the predictions come from different datasets")
+                raise UserError(
+                    f"cannot compare: record {index} has a different prompt in {paths[0]} and {path} "
+                    f"({pa[:40]!r} vs {pb[:40]!r}); the predictions come from different datasets"
+                )
     if task == "classify" and labels is None and any(r.labels != first.labels for r in reports):
         # one label set for every column: the first run's gold labels
         reports = [first] + [evaluate(path, task, first.labels) for path in paths[1:]]
@@ -362,11 +382,14 @@ def format_report(*reports: EvalReport) -> str:
     """A text summary of one report, or of several side by side (``--compare``)."""
     head = ["", *run_names([r.path for r in reports])]
     rows = [head, ["records"] + [str(r.records) for r in reports]]
-    rows += [[f"thought {name.replace('_', '-')}"] + [_pct(r.share(r.formats[name])) for r in reports]
-             for name in FORMATS]
-    rows += [["mean thought chars"] + [_num(_mean(r.thought_chars)) for r in reports],
-             ["mean answer chars"] + [_num(_mean(r.answer_chars)) for r in reports],
-             ["cut off, no answer"] + [_pct(r.share(r.cut_off)) for r in reports]]
+    rows += [
+        [f"thought {name.replace('_', '-')}"] + [_pct(r.share(r.formats[name])) for r in reports] for name in FORMATS
+    ]
+    rows += [
+        ["mean thought chars"] + [_num(_mean(r.thought_chars)) for r in reports],
+        ["mean answer chars"] + [_num(_mean(r.answer_chars)) for r in reports],
+        ["cut off, no answer"] + [_pct(r.share(r.cut_off)) for r in reports],
+    ]
     task = reports[0].task
     if task != "free":
         rows.append(["accuracy"] + [f"{_pct(r.accuracy)} ({r.correct}/{r.scored})" for r in reports])
@@ -381,8 +404,10 @@ def format_report(*reports: EvalReport) -> str:
         table = [["label", "support"] + [f"{name}{m}" for name in names for m in ("P", "R", "F1")]]
         per_class = [r.per_class() for r in reports]
         for label in reports[0].labels:
-            table.append([label, str(per_class[0][label].support)]
-                         + [f"{v:.2f}" for m in per_class for v in (m[label].precision, m[label].recall, m[label].f1)])
+            table.append(
+                [label, str(per_class[0][label].support)]
+                + [f"{v:.2f}" for m in per_class for v in (m[label].precision, m[label].recall, m[label].f1)]
+            )
         text += "\n\n" + _table(table)
     return text
 
@@ -422,12 +447,18 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> str | None:
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 if value:
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                            color="white" if value > top / 2 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(value),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if value > top / 2 else "black",
+                    )
         ax.set_xticks(range(len(columns)), [shown.get(c, c) for c in columns], rotation=60, ha="right")
         ax.set_yticks(range(len(labels)), [shown.get(label, label) for label in labels])
-        ax.set(title=f"{name}: accuracy {_pct(report.accuracy)}", xlabel="predicted",
-               ylabel="gold")
+        ax.set(title=f"{name}: accuracy {_pct(report.accuracy)}", xlabel="predicted", ylabel="gold")
     with rc_context({"font.sans-serif": [*cjk, "DejaVu Sans"]}), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Glyph missing" for a character no installed font has
         try:

@@ -98,15 +98,17 @@ def load_rubric(path: str | Path) -> str:
         raise UserError(f"--rubric {path}: cannot read it: {err}") from None
     missing = [p for p in ("{prompt}", "{answer}") if p not in text]
     if missing:
-        raise UserError(f"--rubric {path}: lacks the placeholder(s) {', '.join(missing)} "
-                        "({reference} is optional)")
+        raise UserError(f"--rubric {path}: lacks the placeholder(s) {', '.join(missing)} ({{reference}} is optional)")
     return text
 
 
 def render(rubric: str, prompt: str, answer: str, reference: str | None) -> str:
     """``rubric`` with its placeholders filled in one pass (text put in is never scanned for placeholders)."""
-    values = {"prompt": prompt, "answer": answer,
-              "reference": reference if reference is not None and reference.strip() else NO_REFERENCE}
+    values = {
+        "prompt": prompt,
+        "answer": answer,
+        "reference": reference if reference is not None and reference.strip() else NO_REFERENCE,
+    }
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], rubric)
 
 
@@ -191,9 +193,19 @@ class Outcome:
 class Asker:
     """Sends one rubric prompt with retries (transport) and re-requests (unparseable replies)."""
 
-    def __init__(self, client: ChatClient, gate: RequestGate, *, model: str, temperature: float | None,
-                 max_tokens: int | None, max_retries: int, retry_bad: int, backoff: float,
-                 report: DistillReport | None = None) -> None:
+    def __init__(
+        self,
+        client: ChatClient,
+        gate: RequestGate,
+        *,
+        model: str,
+        temperature: float | None,
+        max_tokens: int | None,
+        max_retries: int,
+        retry_bad: int,
+        backoff: float,
+        report: DistillReport | None = None,
+    ) -> None:
         self.client, self.gate, self.model = client, gate, model
         self.temperature, self.max_tokens = temperature, max_tokens
         self.max_retries, self.retry_bad, self.backoff = max_retries, retry_bad, backoff
@@ -216,8 +228,13 @@ class Asker:
                 self.gate.charge(-estimate)
                 retries += 1
                 if retries > self.max_retries:
-                    return Outcome(None, self.client.redact(f"gave up after {retries} tries: {err.detail}"), True,
-                                   retries + bad, err.reason)
+                    return Outcome(
+                        None,
+                        self.client.redact(f"gave up after {retries} tries: {err.detail}"),
+                        True,
+                        retries + bad,
+                        err.reason,
+                    )
                 self._count_retry(err.reason)
                 if err.retry_after is not None:
                     self.gate.pause(err.retry_after)
@@ -232,8 +249,13 @@ class Asker:
             bad += 1
             if bad > self.retry_bad:
                 shown = " ".join(reply.content.split())[:_SHOWN_REPLY]
-                return Outcome(None, self.client.redact(f"unparseable judge reply after {bad} tries: {shown!r}"),
-                               False, retries + bad, "unparseable")
+                return Outcome(
+                    None,
+                    self.client.redact(f"unparseable judge reply after {bad} tries: {shown!r}"),
+                    False,
+                    retries + bad,
+                    "unparseable",
+                )
             self._count_retry("unparseable")
 
     def _count_retry(self, reason: str) -> None:
@@ -269,16 +291,34 @@ class CorrectnessJudge:
     running, on a loop in a thread of its own. Use as a context manager.
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", rubric: str | None = None,
-                 temperature: float | None = 0.0, max_tokens: int | None = None, max_retries: int = 8,
-                 retry_bad: int = 2, backoff: float = 1.0, timeout: float = 300.0,
-                 log: Callable[[str], None] = lambda msg: None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        rubric: str | None = None,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = None,
+        max_retries: int = 8,
+        retry_bad: int = 2,
+        backoff: float = 1.0,
+        timeout: float = 300.0,
+        log: Callable[[str], None] = lambda msg: None,
+    ) -> None:
         self.model = model
         self.rubric = rubric or VERIFY_RUBRIC
-        self._client = ChatClient(chat_url(base_url), _api_key(api_key_env, log), api_key_env, timeout=timeout,
-                                  connections=1)
-        self._options = {"model": model, "temperature": temperature, "max_tokens": max_tokens,
-                         "max_retries": max_retries, "retry_bad": retry_bad, "backoff": backoff}
+        self._client = ChatClient(
+            chat_url(base_url), _api_key(api_key_env, log), api_key_env, timeout=timeout, connections=1
+        )
+        self._options = {
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "max_retries": max_retries,
+            "retry_bad": retry_bad,
+            "backoff": backoff,
+        }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._asker: Asker | None = None
@@ -322,8 +362,9 @@ class CorrectnessJudge:
         if outcome.parsed is None:
             reason = "judge_failed" if outcome.failed else "judge_unparsed"
             return VerifyResult("unverifiable", None, rule.gold, rule.prediction, reason, outcome.error)
-        return VerifyResult("judge", outcome.parsed["correct"], rule.gold, rule.prediction, None,
-                            outcome.parsed["reason"] or None)
+        return VerifyResult(
+            "judge", outcome.parsed["correct"], rule.gold, rule.prediction, None, outcome.parsed["reason"] or None
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- score
@@ -343,8 +384,9 @@ class _Job:
     sample: ReasoningSample | RecordError
 
 
-def _jobs(files: list[Path], log: Callable[[str], None],
-          on_invalid: Callable[[str, RecordError], None]) -> Iterator[_Job]:
+def _jobs(
+    files: list[Path], log: Callable[[str], None], on_invalid: Callable[[str, RecordError], None]
+) -> Iterator[_Job]:
     """Every input record with its key (content digest + occurrence) and its first sample (or why there is none)."""
     seen: Counter[str] = Counter()
     for path in files:
@@ -413,8 +455,10 @@ def score(
     report = ScoreReport(out=out, failures_file=failures_file)
     with Output(out, log, key_of=_score_key, command="score") as output:
         if output.first is not None and output.first["judge"].get("model") not in (None, model):
-            raise UserError(f"{out} holds scores by --judge-model {output.first['judge']['model']!r}, not "
-                            f"{model!r}; resume with the same judge, or write to another --out")
+            raise UserError(
+                f"{out} holds scores by --judge-model {output.first['judge']['model']!r}, not "
+                f"{model!r}; resume with the same judge, or write to another --out"
+            )
         for job in _jobs(files, lambda msg: None, lambda where, err: None):
             report.planned += 1
             if (job.key, 0) in output.done:
@@ -422,8 +466,10 @@ def score(
             else:
                 report.pending += 1
         if report.already_done:
-            log(f"{out}: {report.already_done} of {report.planned} records already scored; "
-                f"sending the {report.pending} missing")
+            log(
+                f"{out}: {report.already_done} of {report.planned} records already scored; "
+                f"sending the {report.pending} missing"
+            )
         failures_file.unlink(missing_ok=True)
 
         def on_invalid(where: str, err: RecordError) -> None:
@@ -431,9 +477,22 @@ def score(
             log(f"warning: {where}: {err.detail} (skipped: not written to the output)")
 
         pending = (job for job in _jobs(files, log, on_invalid) if (job.key, 0) not in output.done)
-        run = _ScoreRun(report, output, log, model=model, rubric=rubric or SCORE_RUBRIC, concurrency=concurrency,
-                        options={"model": model, "temperature": temperature, "max_tokens": max_tokens,
-                                 "max_retries": max_retries, "retry_bad": retry_bad, "backoff": backoff})
+        run = _ScoreRun(
+            report,
+            output,
+            log,
+            model=model,
+            rubric=rubric or SCORE_RUBRIC,
+            concurrency=concurrency,
+            options={
+                "model": model,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "max_retries": max_retries,
+                "retry_bad": retry_bad,
+                "backoff": backoff,
+            },
+        )
         started = time.monotonic()
         try:
             with Failures(failures_file) as failed, Progress(report, enabled=progress, desc="score") as bar:
@@ -448,13 +507,23 @@ def score(
 
 
 class _ScoreRun:
-    def __init__(self, report: ScoreReport, output: Output, log: Callable[[str], None], *, model: str,
-                 rubric: str, concurrency: int, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        report: ScoreReport,
+        output: Output,
+        log: Callable[[str], None],
+        *,
+        model: str,
+        rubric: str,
+        concurrency: int,
+        options: dict[str, Any],
+    ) -> None:
         self.report, self.output, self.log = report, output, log
         self.model, self.rubric, self.concurrency, self.options = model, rubric, concurrency, options
 
-    async def main(self, client: ChatClient, jobs: Iterator[_Job], gate: RequestGate, failed: Failures,
-                   bar: Progress) -> None:
+    async def main(
+        self, client: ChatClient, jobs: Iterator[_Job], gate: RequestGate, failed: Failures, bar: Progress
+    ) -> None:
         self.client, self.failed, self.bar = client, failed, bar
         self.log = bar.around(self.log)
         self.asker = Asker(client, gate, report=self.report, **self.options)
@@ -463,23 +532,32 @@ class _ScoreRun:
 
     async def _score_one(self, job: _Job) -> None:
         if isinstance(job.sample, RecordError):
-            return self._write(job, {"score": None, "error": f"{job.sample.reason}: {job.sample.detail}"},
-                               job.sample.reason)
+            return self._write(
+                job, {"score": None, "error": f"{job.sample.reason}: {job.sample.detail}"}, job.sample.reason
+            )
         sample = job.sample
         content = render(self.rubric, sample.prompt, sample.answer, sample.reference)
         outcome = await self.asker.ask(content, parse_score)
         if outcome.failed:
             self.report.failed[outcome.reason or "failed"] += 1
             self.log(f"warning: {job.where}: failed ({outcome.reason}): {outcome.error}")
-            line = {"key": job.key, "where": job.where, "reason": outcome.reason, "detail": outcome.error,
-                    "attempts": outcome.attempts}
+            line = {
+                "key": job.key,
+                "where": job.where,
+                "reason": outcome.reason,
+                "detail": outcome.error,
+                "attempts": outcome.attempts,
+            }
             self.failed.write(orjson.dumps(line) + b"\n")
             self.bar.advance()
             return None
         if outcome.parsed is None:
             self.log(f"warning: {job.where}: unscored: {outcome.error}")
-            return self._write(job, {"score": None, "error": outcome.error, "attempts": outcome.attempts},
-                               outcome.reason or "unparseable")
+            return self._write(
+                job,
+                {"score": None, "error": outcome.error, "attempts": outcome.attempts},
+                outcome.reason or "unparseable",
+            )
         return self._write(job, {**outcome.parsed, "attempts": outcome.attempts}, None)
 
     def _write(self, job: _Job, verdict: dict[str, Any], unscored: str | None) -> None:
@@ -500,17 +578,24 @@ def format_score_summary(report: ScoreReport) -> str:
     """The closing lines: records scored, unscored and failed, the score distribution, tokens."""
     failed = sum(report.failed.values())
     unscored = sum(report.unscored.values())
-    lines = [f"{'records':<22}{report.planned:>10}  ({report.already_done} already in {report.out})",
-             f"{'written this run':<22}{report.done:>10}  → {report.out}",
-             f"{'  scored':<22}{report.done - unscored:>10}",
-             f"{'  unscored':<22}{unscored:>10}"]
+    lines = [
+        f"{'records':<22}{report.planned:>10}  ({report.already_done} already in {report.out})",
+        f"{'written this run':<22}{report.done:>10}  → {report.out}",
+        f"{'  scored':<22}{report.done - unscored:>10}",
+        f"{'  unscored':<22}{unscored:>10}",
+    ]
     lines += [f"    {reason:<18}{count:>10}" for reason, count in report.unscored.most_common()]
-    lines.append(f"{'failed':<22}{failed:>10}" + (f"  → {report.failures_file} (run again to retry)"
-                                                  if failed else ""))
+    lines.append(f"{'failed':<22}{failed:>10}" + (f"  → {report.failures_file} (run again to retry)" if failed else ""))
     lines += [f"  {reason:<20}{count:>10}" for reason, count in report.failed.most_common()]
     retried = sum(report.retried.values())
-    lines.append(f"{'retried attempts':<22}{retried:>10}" + ("  (" + ", ".join(
-        f"{reason} {count}" for reason, count in report.retried.most_common()) + ")" if retried else ""))
+    lines.append(
+        f"{'retried attempts':<22}{retried:>10}"
+        + (
+            "  (" + ", ".join(f"{reason} {count}" for reason, count in report.retried.most_common()) + ")"
+            if retried
+            else ""
+        )
+    )
     if report.invalid:
         lines.append(f"{'skipped input lines':<22}{report.invalid:>10}")
     if report.scores:

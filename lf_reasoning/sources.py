@@ -23,7 +23,6 @@ SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst
 BOM = b"\xef\xbb\xbf"
 
 
-
 @dataclass(frozen=True, slots=True)
 class Lines:
     """A block of unparsed JSON Lines (lazy reading): ``lines[i]`` is line ``first + i`` of ``path``."""
@@ -45,8 +44,9 @@ def list_files(src: str) -> list[Path]:
     """The files a SRC argument names: a file, or the supported files of a directory (sorted)."""
     path = Path(src)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and has_supported_suffix(p)
-                       and not p.name.startswith("."))
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and has_supported_suffix(p) and not p.name.startswith(".")
+        )
         if not files:
             raise UserError(f"{src}: directory holds no {', '.join(SUFFIXES)} file")
         return files
@@ -122,7 +122,7 @@ def _iter_json(path: Path, lazy: bool) -> Iterator[tuple[str, Raw]]:
         head = f.peek(64)[:64] if hasattr(f, "peek") else b""
         if head.startswith(BOM):
             f.read(len(BOM))
-            head = head[len(BOM):]
+            head = head[len(BOM) :]
         if head.lstrip()[:1] == b"[":
             yield from _iter_json_array(path, f.read())
             return
@@ -161,8 +161,10 @@ def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Raw]]:
     try:
         items = orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
-                        "Fix the file or write it as JSON Lines (one object per line).") from err
+        raise UserError(
+            f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
+            "Fix the file or write it as JSON Lines (one object per line)."
+        ) from err
     if not items:
         raise UserError(f"{path}: file is empty (an empty JSON array)")
     for i, obj in enumerate(items):

@@ -27,9 +27,11 @@ PARTS: tuple[Part, ...] = ("prompt", "thought", "answer", "total")
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 CUTOFFS = (1024, 2048, 4096, 8192)
 BATCH_SIZE = 512  # records per tokenizer call
-TRUNCATION_NOTE = ("LLaMA-Factory truncates longer records silently, from the tail: the end of the response (the "
-                   "answer and EOS) is cut,\nso the model trains on thoughts that never reach an answer; later turns "
-                   "are dropped.\nDrop long records instead: lf-reasoning convert … --max-tokens N.")
+TRUNCATION_NOTE = (
+    "LLaMA-Factory truncates longer records silently, from the tail: the end of the response (the "
+    "answer and EOS) is cut,\nso the model trains on thoughts that never reach an answer; later turns "
+    "are dropped.\nDrop long records instead: lf-reasoning convert … --max-tokens N."
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ class LengthStats:
         return float(np.mean(self.total > cutoff_len))
 
 
-def measure_lengths(dataset_dir: Path, name: str, tokenizer: str, template: str, *,
-                    enable_thinking: bool | None = True) -> LengthStats:
+def measure_lengths(
+    dataset_dir: Path, name: str, tokenizer: str, template: str, *, enable_thinking: bool | None = True
+) -> LengthStats:
     """Measure dataset ``name`` of ``dataset_dir`` with ``tokenizer`` and LLaMA-Factory template ``template``."""
     from lf_reasoning.llamafactory.tokens import TokenCounter, iter_conversations
 
@@ -126,12 +129,19 @@ def format_stats(stats: LengthStats, cutoff_len: int) -> str:
         values = [stats.percentile(p, part) for p in (*PERCENTILES, 100.0)]
         rows.append([part, *map(str, values), f"{stats.mean(part):.1f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    table = ["  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))])
-             for row in rows]
+    table = [
+        "  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))])
+        for row in rows
+    ]
     dropped = f" ({stats.dropped} more that LLaMA-Factory drops)" if stats.dropped else ""
-    lines = [f"{stats.n} records{dropped}", *table,
-             "prompt is masked (system, user turns, template); thought + answer are trained (answer includes the "
-             "thought words and end-of-turn)", "", "cutoff_len  truncated records"]
+    lines = [
+        f"{stats.n} records{dropped}",
+        *table,
+        "prompt is masked (system, user turns, template); thought + answer are trained (answer includes the "
+        "thought words and end-of-turn)",
+        "",
+        "cutoff_len  truncated records",
+    ]
     for cut in sorted({*CUTOFFS, cutoff_len}):
         share = stats.truncated_share(cut)
         mark = "  <- --cutoff-len" if cut == cutoff_len else ""
@@ -145,8 +155,14 @@ def stats_json(stats: LengthStats, cutoff_len: int) -> dict[str, Any]:
     return {
         "records": stats.n,
         "dropped": stats.dropped,
-        "parts": {part: {**{f"p{p:g}": stats.percentile(p, part) for p in PERCENTILES},
-                         "max": stats.percentile(100.0, part), "mean": round(stats.mean(part), 2)} for part in PARTS},
+        "parts": {
+            part: {
+                **{f"p{p:g}": stats.percentile(p, part) for p in PERCENTILES},
+                "max": stats.percentile(100.0, part),
+                "mean": round(stats.mean(part), 2),
+            }
+            for part in PARTS
+        },
         "truncated_share": {str(cut): stats.truncated_share(cut) for cut in sorted({*CUTOFFS, cutoff_len})},
         "cutoff_len": cutoff_len,
         "suggested_cutoff_len": suggest_cutoff_len(stats),

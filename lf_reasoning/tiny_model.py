@@ -65,8 +65,9 @@ def _is_complete(path: Path) -> bool:
     return all((path / name).is_file() for name in _REQUIRED_FILES)
 
 
-def build_tiny_model(out_dir: str | Path, *, seed: int = 0, corpus: Sequence[str] = (),
-                     vocab_size: int | None = None) -> Path:
+def build_tiny_model(
+    out_dir: str | Path, *, seed: int = 0, corpus: Sequence[str] = (), vocab_size: int | None = None
+) -> Path:
     """Create a tiny random Qwen3 causal LM plus fast tokenizer in ``out_dir`` and return its path.
 
     ``corpus`` adds texts to the tokenizer's training corpus; ``vocab_size`` defaults to 3000, or 8000 with a
@@ -148,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read a corpus file: {err}", file=sys.stderr)
         return 1
     if corpus and _is_complete(Path(args[0])):
-        print(f"note: {args[0]} already holds a model, kept as it is (its tokenizer did not learn these corpus "
-              "files); delete the folder to rebuild it", file=sys.stderr)
+        print(
+            f"note: {args[0]} already holds a model, kept as it is (its tokenizer did not learn these corpus "
+            "files); delete the folder to rebuild it",
+            file=sys.stderr,
+        )
     print(build_tiny_model(args[0], corpus=corpus))
     return 0
 

@@ -92,9 +92,12 @@ def run_plan(plan: RunPlan, echo: Echo) -> int:
         if template is None:
             echo("no template in the config: the exported chat template was not checked against training\n")
         else:
-            check = align_chat_template(Path(plan.config["export_dir"]), template,
-                                        plan.config.get("enable_thinking", True),
-                                        bool(plan.config.get("preserve_thinking", False)))
+            check = align_chat_template(
+                Path(plan.config["export_dir"]),
+                template,
+                plan.config.get("enable_thinking", True),
+                bool(plan.config.get("preserve_thinking", False)),
+            )
             echo(check.message + "\n")
     return code
 
@@ -120,11 +123,15 @@ def result_paths(plan: RunPlan) -> list[tuple[str, Path]]:
     else:
         out = Path(plan.config.get("output_dir", "trainer_output"))
         if plan.kind == "predict":
-            candidates = [("predictions", out / "generated_predictions.jsonl"),
-                          ("metrics", out / "predict_results.json")]
+            candidates = [
+                ("predictions", out / "generated_predictions.jsonl"),
+                ("metrics", out / "predict_results.json"),
+            ]
         else:
             adapter = plan.config.get("finetuning_type", "lora") == "lora"
-            candidates = [("adapter" if adapter else "model", out),
-                          ("loss plot", out / "training_loss.png"),
-                          ("training log", out / "trainer_log.jsonl")]
+            candidates = [
+                ("adapter" if adapter else "model", out),
+                ("loss plot", out / "training_loss.png"),
+                ("training log", out / "trainer_log.jsonl"),
+            ]
     return [(what, path) for what, path in candidates if path.exists()]

@@ -67,8 +67,15 @@ class VerifyResult:
         return None if self.verdict is None else 10 if self.verdict else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "verdict": self.verdict, "score": self.score, "gold": self.gold,
-                "prediction": self.prediction, "reason": self.reason, "detail": self.detail}
+        return {
+            "method": self.method,
+            "verdict": self.verdict,
+            "score": self.score,
+            "gold": self.gold,
+            "prediction": self.prediction,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 # A correctness judge for answers the rules could not decide: it gets the sample and the rule-based result
@@ -109,8 +116,9 @@ def check_answer(reference: str, answer: str) -> VerifyResult:
     if _has_math(gold) and _has_math(pred):
         return VerifyResult("math_verify", False, shown_gold, shown_pred)
     side = "reference" if not _has_math(gold) else "response"
-    return _unverifiable("unparsed", f"the answer extracted from the {side} is not parseable math and differs",
-                         shown_gold, shown_pred)
+    return _unverifiable(
+        "unparsed", f"the answer extracted from the {side} is not parseable math and differs", shown_gold, shown_pred
+    )
 
 
 def _check_choice(letter: str, answer: str) -> VerifyResult:
@@ -267,10 +275,13 @@ class _Workers:
             except (EOFError, OSError):
                 self._stop(slot)
                 if slot.key is None:
-                    raise UserError(f"a verify worker process died while starting (exit code "
-                                    f"{slot.proc.exitcode}); its error is printed above") from None
-                results.append((slot.key, _unverifiable(
-                    "crashed", f"the worker process died (exit code {slot.proc.exitcode})")))
+                    raise UserError(
+                        f"a verify worker process died while starting (exit code "
+                        f"{slot.proc.exitcode}); its error is printed above"
+                    ) from None
+                results.append(
+                    (slot.key, _unverifiable("crashed", f"the worker process died (exit code {slot.proc.exitcode})"))
+                )
                 self._start()
                 continue
             if slot.key is not None:
@@ -281,8 +292,14 @@ class _Workers:
         for slot in [s for s in self._waiting.values() if s.key is not None and s.deadline <= now]:
             del self._waiting[slot.conn]
             self._stop(slot)
-            results.append((slot.key, _unverifiable(
-                "timeout", f"no result within {self.timeout:g} s; the worker was stopped and replaced")))
+            results.append(
+                (
+                    slot.key,
+                    _unverifiable(
+                        "timeout", f"no result within {self.timeout:g} s; the worker was stopped and replaced"
+                    ),
+                )
+            )
             self._start()
         return results
 
@@ -300,8 +317,9 @@ class _Workers:
         self._waiting.clear()
 
 
-def check_answers(pairs: Sequence[tuple[str, str]], *, workers: int | None = None,
-                  timeout: float = 10.0) -> list[VerifyResult]:
+def check_answers(
+    pairs: Sequence[tuple[str, str]], *, workers: int | None = None, timeout: float = 10.0
+) -> list[VerifyResult]:
     """:func:`check_answer` for many ``(reference, answer)`` pairs in worker processes, each with a deadline
     (a pathological expression comes back as ``timeout``); results in input order."""
     results: list[VerifyResult | None] = [None] * len(pairs)
@@ -424,8 +442,9 @@ def verify_file(
                     entry.results[i] = result
                     entry.missing -= 1
         if report.written == 0:
-            raise UserError(f"no records written: none of the {report.read} input lines is a record; "
-                            f"{out} was not changed")
+            raise UserError(
+                f"no records written: none of the {report.read} input lines is a record; {out} was not changed"
+            )
         out_file.commit()
     report.seconds = time.monotonic() - started
     return report
@@ -499,14 +518,18 @@ def format_report(report: VerifyReport) -> str:
     if skipped:
         lines.append(f"{'skipped (not records)':<34}{skipped:>10}")
         lines += [f"  {reason:<32}{n:>10}" for reason, n in report.skipped.most_common()]
-    lines += [f"{'answers checked':<34}{report.answers:>10}  ({rate:,.0f}/s, {report.seconds:.1f} s)",
-              f"{'  verified true (score 10)':<34}{report.verdicts['true']:>10}",
-              f"{'  verified false (score 0)':<34}{report.verdicts['false']:>10}",
-              f"{'  unverifiable':<34}{report.verdicts['none']:>10}"]
+    lines += [
+        f"{'answers checked':<34}{report.answers:>10}  ({rate:,.0f}/s, {report.seconds:.1f} s)",
+        f"{'  verified true (score 10)':<34}{report.verdicts['true']:>10}",
+        f"{'  verified false (score 0)':<34}{report.verdicts['false']:>10}",
+        f"{'  unverifiable':<34}{report.verdicts['none']:>10}",
+    ]
     if report.methods["judge"]:
         lines.append(f"{'  decided by the judge':<34}{report.methods['judge']:>10}")
-    lines += [f"{'timeouts':<34}{report.reasons['timeout']:>10}",
-              f"{'errors (worker error or crash)':<34}{report.reasons['error'] + report.reasons['crashed']:>10}"]
+    lines += [
+        f"{'timeouts':<34}{report.reasons['timeout']:>10}",
+        f"{'errors (worker error or crash)':<34}{report.reasons['error'] + report.reasons['crashed']:>10}",
+    ]
     if report.reasons:
         lines.append("no rule-based verdict, by reason")
         lines += [f"  {reason:<32}{n:>10}" for reason, n in report.reasons.most_common()]

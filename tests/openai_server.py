@@ -165,8 +165,9 @@ class OpenAIServer:
         if fault == "empty":
             return web.Response(status=200, body=b"", content_type="application/json")
         if fault == "error_body":
-            return web.json_response({"error": {"message": "upstream overloaded", "code": 502}},
-                                     dumps=lambda o: orjson.dumps(o).decode())
+            return web.json_response(
+                {"error": {"message": "upstream overloaded", "code": 502}}, dumps=lambda o: orjson.dumps(o).decode()
+            )
         if fault == "reset" and not body.get("stream"):
             return _reset(request)
         if cfg.reply is None:
@@ -187,14 +188,28 @@ class OpenAIServer:
         if fault == "keepalive":
             return web.Response(status=200, body=b"\n\n\n", content_type="application/json")
         message = {"role": "assistant", **_fields(cfg.style, thought, answer, closed=finish == "stop")}
-        reply = {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                 "model": body.get("model"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                 "usage": usage}
-        return web.Response(body=(b"\n\n" if cfg.keepalive else b"") + orjson.dumps(reply),
-                            content_type="application/json")
+        reply = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }
+        return web.Response(
+            body=(b"\n\n" if cfg.keepalive else b"") + orjson.dumps(reply), content_type="application/json"
+        )
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], thought: str, answer: str, finish: str,
-                      usage: dict[str, Any], fault: str | None) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        thought: str,
+        answer: str,
+        finish: str,
+        usage: dict[str, Any],
+        fault: str | None,
+    ) -> web.StreamResponse:
         cfg = self.config
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -211,8 +226,13 @@ class OpenAIServer:
             events += [_chunk(body, {"content": piece}) for piece in _pieces(answer, cfg.chunk_chars)]
         events.append(_chunk(body, {}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(b"data: " + orjson.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                                                    "choices": [], "usage": usage}) + b"\n\n")
+            events.append(
+                b"data: "
+                + orjson.dumps(
+                    {"id": "chatcmpl-test", "object": "chat.completion.chunk", "choices": [], "usage": usage}
+                )
+                + b"\n\n"
+            )
         events.append(b"data: [DONE]\n\n")
         if fault == "reset":
             await resp.write(b"".join(events[:3]))
@@ -229,8 +249,13 @@ def _fields(style: str, thought: str, answer: str, *, closed: bool = True) -> di
     if not thought or style == "none":
         return {"content": answer}
     if style == "reasoning_details":
-        return {"content": answer, "reasoning_details": [{"type": "reasoning.text", "text": thought, "index": 0},
-                                                         {"type": "reasoning.encrypted", "data": "c2VjcmV0"}]}
+        return {
+            "content": answer,
+            "reasoning_details": [
+                {"type": "reasoning.text", "text": thought, "index": 0},
+                {"type": "reasoning.encrypted", "data": "c2VjcmV0"},
+            ],
+        }
     if style in ("inline", "inline_open"):
         opening = "<think>\n" if style == "inline" else ""
         return {"content": opening + thought + ("\n</think>\n\n" + answer if closed else "")}
@@ -242,8 +267,12 @@ def _pieces(text: str, size: int) -> list[str]:
 
 
 def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
-    chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": body.get("model"),
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    chunk = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "model": body.get("model"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
@@ -251,19 +280,31 @@ def _usage(messages: list[dict[str, str]], thought: str, answer: str) -> dict[st
     prompt_tokens = sum(len(m["content"]) for m in messages) // 4 + 1
     reasoning = len(thought) // 4 + 1 if thought else 0
     completion = reasoning + len(answer) // 4 + 1
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion, "completion_tokens_details": {"reasoning_tokens": reasoning},
-            "prompt_tokens_details": {"cached_tokens": 0}}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def _error(status: int, cfg: ServerConfig, authorization: str | None) -> web.Response:
-    messages = {429: "Rate limit reached", 500: "internal error", 503: "overloaded",
-                # some servers echo what they were sent; clients must not repeat it
-                400: f"bad request (Authorization: {authorization})",
-                401: f"Incorrect API key provided: {authorization}"}
+    messages = {
+        429: "Rate limit reached",
+        500: "internal error",
+        503: "overloaded",
+        # some servers echo what they were sent; clients must not repeat it
+        400: f"bad request (Authorization: {authorization})",
+        401: f"Incorrect API key provided: {authorization}",
+    }
     headers = {"Retry-After": cfg.retry_after} if status == 429 else {}
-    return web.Response(status=status, headers=headers, content_type="application/json",
-                        body=orjson.dumps({"error": {"message": messages[status], "code": status}}))
+    return web.Response(
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        body=orjson.dumps({"error": {"message": messages[status], "code": status}}),
+    )
 
 
 def _reset(request: web.Request) -> web.Response:

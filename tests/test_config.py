@@ -54,8 +54,9 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def request(dataset_dir: Path, out: Path, tiny_model: Path, family: str = "local-tiny", **kwargs: object
-            ) -> ConfigRequest:
+def request(
+    dataset_dir: Path, out: Path, tiny_model: Path, family: str = "local-tiny", **kwargs: object
+) -> ConfigRequest:
     model, template = (str(tiny_model), "qwen3") if family == "local-tiny" else (HUB_FAMILIES[family][0], None)
     method = kwargs.get("method", "distill")
     datasets = ("r1_plain",) if method == "answer-only" else ("r1",)
@@ -64,14 +65,16 @@ def request(dataset_dir: Path, out: Path, tiny_model: Path, family: str = "local
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_combination_parses_with_llamafactory(family: str, dataset_dir: Path, tiny_model: Path,
-                                                    tmp_path: Path) -> None:
+def test_every_combination_parses_with_llamafactory(
+    family: str, dataset_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     combos = [c for c in itertools.product(METHODS, FINETUNINGS, HARDWARE) if c[1:] != ("qlora", "cpu")]
     for method, finetuning, hardware in combos:
         out = tmp_path / f"{method}-{finetuning}-{hardware}"
         # build_configs runs LLaMA-Factory's parser on every file; refusing any combination would raise here
-        configs = build_configs(request(dataset_dir, out, tiny_model, family, method=method, finetuning=finetuning,
-                                        hardware=hardware))
+        configs = build_configs(
+            request(dataset_dir, out, tiny_model, family, method=method, finetuning=finetuning, hardware=hardware)
+        )
         write_configs(configs, out)
         for file in configs.files:
             # what llamafactory-cli reads back from the written file (OmegaConf) is exactly what was parsed
@@ -97,8 +100,21 @@ def test_every_combination_parses_with_llamafactory(family: str, dataset_dir: Pa
 
 
 def test_header_explains_every_key(dataset_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
-    code, out = run("config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1",
-                    "--dataset-dir", str(dataset_dir), "--out", str(tmp_path), "--hardware", "cpu")
+    code, out = run(
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template",
+        "qwen3",
+        "--dataset",
+        "r1",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--out",
+        str(tmp_path),
+        "--hardware",
+        "cpu",
+    )
     assert code == 0, out
     text = (tmp_path / "train.yaml").read_text(encoding="utf-8")
     header = text.split("\n\n", 1)[0]
@@ -109,8 +125,23 @@ def test_header_explains_every_key(dataset_dir: Path, tiny_model: Path, tmp_path
 
 
 def test_measured_cutoff_len_refuses_truncation(dataset_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
-    args = ["config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1", "--dataset-dir",
-            str(dataset_dir), "--out", str(tmp_path), "--hardware", "cpu", "--cutoff-len", "64"]
+    args = [
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template",
+        "qwen3",
+        "--dataset",
+        "r1",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--out",
+        str(tmp_path),
+        "--hardware",
+        "cpu",
+        "--cutoff-len",
+        "64",
+    ]
     code, out = run(*args)
     assert code == 1 and "cutoff_len 64 would truncate" in out and "--max-tokens 64" in out
     assert not (tmp_path / "train.yaml").exists()
@@ -119,17 +150,26 @@ def test_measured_cutoff_len_refuses_truncation(dataset_dir: Path, tiny_model: P
     assert read_config(tmp_path / "train.yaml")["cutoff_len"] == 64
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["--model", "nobody/no-such-model-7B", "--template", "qwen3"], "unknown model id with no local files"),
-    (["--template", "qwen9"], "Unknown template 'qwen9'"),
-    (["--template", "qwen3", "--dataset", "r2"], "--dataset r2: no such dataset"),
-    (["--template", "qwen3", "--finetuning", "qlora"], "--finetuning qlora"),
-    (["--template", "qwen3", "--method", "answer-only"], "--method answer-only"),
-])
-def test_config_mistakes_are_refused(args: list[str], named: str, dataset_dir: Path, tiny_model: Path,
-                                     tmp_path: Path) -> None:
-    base = {"--model": str(tiny_model), "--dataset": "r1", "--dataset-dir": str(dataset_dir), "--out": str(tmp_path),
-            "--hardware": "cpu"}
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--model", "nobody/no-such-model-7B", "--template", "qwen3"], "unknown model id with no local files"),
+        (["--template", "qwen9"], "Unknown template 'qwen9'"),
+        (["--template", "qwen3", "--dataset", "r2"], "--dataset r2: no such dataset"),
+        (["--template", "qwen3", "--finetuning", "qlora"], "--finetuning qlora"),
+        (["--template", "qwen3", "--method", "answer-only"], "--method answer-only"),
+    ],
+)
+def test_config_mistakes_are_refused(
+    args: list[str], named: str, dataset_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    base = {
+        "--model": str(tiny_model),
+        "--dataset": "r1",
+        "--dataset-dir": str(dataset_dir),
+        "--out": str(tmp_path),
+        "--hardware": "cpu",
+    }
     given = dict(zip(args[::2], args[1::2], strict=True))
     code, out = run("config", *itertools.chain.from_iterable({**base, **given}.items()))
     assert code == 1 and named in out, out
@@ -143,16 +183,19 @@ def cpu_train_yaml(dataset_dir: Path, tiny_model: Path, tmp_path_factory: pytest
     return out / "train.yaml"
 
 
-@pytest.mark.parametrize(("overrides", "keys"), [
-    (["bf16=true"], ["'bf16'"]),  # this machine has no GPU: transformers' own check, not a simulated one
-    (["train_on_prompt=true", "mask_history=true"], ["'train_on_prompt'", "'mask_history'"]),
-    (["stage=pt", "neat_packing=true"], ["'neat_packing'"]),
-    (["templete=qwen3"], ["'templete'", "did you mean template"]),
-    (["cutoff_len=long"], ["'cutoff_len'"]),
-    (["lr_scheduler_type=cosine_wobble"], ["'lr_scheduler_type'", "one of"]),
-    (["template=qwen9"], ["'template'", "no template 'qwen9'"]),
-    (["dataset=r2"], ["'dataset'", "no such dataset"]),
-])
+@pytest.mark.parametrize(
+    ("overrides", "keys"),
+    [
+        (["bf16=true"], ["'bf16'"]),  # this machine has no GPU: transformers' own check, not a simulated one
+        (["train_on_prompt=true", "mask_history=true"], ["'train_on_prompt'", "'mask_history'"]),
+        (["stage=pt", "neat_packing=true"], ["'neat_packing'"]),
+        (["templete=qwen3"], ["'templete'", "did you mean template"]),
+        (["cutoff_len=long"], ["'cutoff_len'"]),
+        (["lr_scheduler_type=cosine_wobble"], ["'lr_scheduler_type'", "one of"]),
+        (["template=qwen9"], ["'template'", "no template 'qwen9'"]),
+        (["dataset=r2"], ["'dataset'", "no such dataset"]),
+    ],
+)
 def test_train_refuses_bad_keys_before_launching(overrides: list[str], keys: list[str], cpu_train_yaml: Path) -> None:
     code, out = run("train", str(cpu_train_yaml), *overrides, "--dry-run")
     assert code == 1, out
@@ -171,11 +214,25 @@ def test_dry_run_prints_command_and_resolved_config(cpu_train_yaml: Path) -> Non
 
 
 def test_custom_template_on_multi_gpu_runs_every_rank_through_our_launcher(
-        dataset_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     template = tmp_path / "qa_think.yaml"
     template.write_text(CUSTOM_TEMPLATE, encoding="utf-8")
-    code, out = run("config", "--model", str(tiny_model), "--template-file", str(template), "--dataset", "r1",
-                    "--dataset-dir", str(dataset_dir), "--out", str(tmp_path / "run"), "--hardware", "multi-gpu")
+    code, out = run(
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template-file",
+        str(template),
+        "--dataset",
+        "r1",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--hardware",
+        "multi-gpu",
+    )
     assert code == 0, out
     train = read_config(tmp_path / "run" / "train.yaml")
     assert train["template"] == "qa_think" and train["custom_templates"] == [str(template)]
@@ -201,14 +258,18 @@ def test_check_config_simulates_only_the_target_machine(cpu_train_yaml: Path) ->
     predict = read_config(cpu_train_yaml.with_name("predict.yaml"))
     ds3 = {"zero_optimization": {"stage": 3}}
     with pytest.raises(UserError, match="ZeRO-3"):
-        check_config({**predict, "deepspeed": "ds.json"}, target="multi-gpu", deepspeed=ds3,
-                     pending={predict["adapter_name_or_path"]})
+        check_config(
+            {**predict, "deepspeed": "ds.json"},
+            target="multi-gpu",
+            deepspeed=ds3,
+            pending={predict["adapter_name_or_path"]},
+        )
 
 
-@pytest.mark.parametrize(("template", "thinking"),
-                         list(itertools.product(["qwen3", "deepseekr1"], [True, False, None])))
-def test_training_chat_template_renders_as_llamafactory(template: str, thinking: bool | None,
-                                                        tiny_model: Path) -> None:
+@pytest.mark.parametrize(
+    ("template", "thinking"), list(itertools.product(["qwen3", "deepseekr1"], [True, False, None]))
+)
+def test_training_chat_template_renders_as_llamafactory(template: str, thinking: bool | None, tiny_model: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -216,11 +277,13 @@ def test_training_chat_template_renders_as_llamafactory(template: str, thinking:
     assert chat_template_mismatches(tokenizer, template, thinking) == []
 
 
-def test_relative_paths_for_configs_committed_to_a_repository(dataset_dir: Path, tiny_model: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_paths_for_configs_committed_to_a_repository(
+    dataset_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(dataset_dir.parent)
-    configs = build_configs(request(Path("data"), Path("runs/r1"), tiny_model, "r1-distill-qwen", hardware="multi-gpu",
-                                    relative_paths=True))
+    configs = build_configs(
+        request(Path("data"), Path("runs/r1"), tiny_model, "r1-distill-qwen", hardware="multi-gpu", relative_paths=True)
+    )
     written = write_configs(configs, Path("runs/r1"))
     train, predict, export = (configs[k].values for k in ("train", "predict", "export"))
     assert train["dataset_dir"] == predict["dataset_dir"] == "data"
@@ -232,8 +295,16 @@ def test_relative_paths_for_configs_committed_to_a_repository(dataset_dir: Path,
     # a custom template: train resolves its path against the config's folder, wherever it runs from
     Path("templates").mkdir()
     Path("templates/qa.yaml").write_text(CUSTOM_TEMPLATE, encoding="utf-8")
-    configs = build_configs(request(Path("data"), Path("runs/custom"), tiny_model, relative_paths=True,
-                                    template=None, template_file=Path("templates/qa.yaml")))
+    configs = build_configs(
+        request(
+            Path("data"),
+            Path("runs/custom"),
+            tiny_model,
+            relative_paths=True,
+            template=None,
+            template_file=Path("templates/qa.yaml"),
+        )
+    )
     write_configs(configs, Path("runs/custom"))
     assert configs["train"].values["custom_templates"] == ["../../templates/qa.yaml"]
     code, out = run("train", "runs/custom/train.yaml", "--dry-run")
@@ -243,11 +314,14 @@ def test_relative_paths_for_configs_committed_to_a_repository(dataset_dir: Path,
     assert train["dataset_dir"] == str(dataset_dir) and Path(train["output_dir"]).is_absolute()
 
 
-@pytest.mark.parametrize(("cutoff_len", "batch", "accumulation"), [(4096, 1, 8), (1500, 1, 8), (1024, 2, 4),
-                                                                     (600, 2, 4), (512, 4, 2), (300, 4, 2),
-                                                                     (256, 8, 1), (128, 8, 1)])
-def test_batch_follows_cutoff_len(cutoff_len: int, batch: int, accumulation: int, dataset_dir: Path,
-                                  tiny_model: Path, tmp_path: Path) -> None:
-    train = build_configs(request(dataset_dir, tmp_path, tiny_model, "r1-distill-qwen", hardware="gpu",
-                                  cutoff_len=cutoff_len))["train"].values
+@pytest.mark.parametrize(
+    ("cutoff_len", "batch", "accumulation"),
+    [(4096, 1, 8), (1500, 1, 8), (1024, 2, 4), (600, 2, 4), (512, 4, 2), (300, 4, 2), (256, 8, 1), (128, 8, 1)],
+)
+def test_batch_follows_cutoff_len(
+    cutoff_len: int, batch: int, accumulation: int, dataset_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    train = build_configs(
+        request(dataset_dir, tmp_path, tiny_model, "r1-distill-qwen", hardware="gpu", cutoff_len=cutoff_len)
+    )["train"].values
     assert (train["per_device_train_batch_size"], train["gradient_accumulation_steps"]) == (batch, accumulation)

@@ -62,13 +62,19 @@ def test_strict_stops_and_writes_nothing(tmp_path: Path, data_dir: Path) -> None
     assert snapshot(data_dir) == before  # no data file, no temp file, registry untouched
 
 
-@pytest.mark.parametrize(("record", "reason", "field"), [
-    ({**GOOD, "input": 123}, "wrong_type", "input"),
-    ({**GOOD, "score": "high"}, "wrong_type", "score"),
-    ({k: v for k, v in GOOD.items() if k != "content"}, "missing_field", "content"),
-    ({**GOOD, "content": "<think>a</think><think>b</think>c", "reasoning_content": None}, "multiple_thoughts",
-     "content"),
-])
+@pytest.mark.parametrize(
+    ("record", "reason", "field"),
+    [
+        ({**GOOD, "input": 123}, "wrong_type", "input"),
+        ({**GOOD, "score": "high"}, "wrong_type", "score"),
+        ({k: v for k, v in GOOD.items() if k != "content"}, "missing_field", "content"),
+        (
+            {**GOOD, "content": "<think>a</think><think>b</think>c", "reasoning_content": None},
+            "multiple_thoughts",
+            "content",
+        ),
+    ],
+)
 def test_bad_field_rejects_that_record(tmp_path: Path, data_dir: Path, record: dict, reason: str, field: str) -> None:
     src = jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD), json.dumps(record)])
     code, out = run(str(src), "--name", "r1", "--dataset-dir", str(data_dir), "--format", "r1_distill")
@@ -107,11 +113,14 @@ def test_bom_csv(tmp_path: Path, data_dir: Path) -> None:
     assert json.loads((data_dir / "cot.jsonl").read_text())["messages"][1]["content"] == "<think>\nt\n</think>\n\na"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "file is empty"),
-    (b"\n\r\n  \n", "file is empty"),
-    (b"[]", "empty JSON array"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"\n\r\n  \n", "file is empty"),
+        (b"[]", "empty JSON array"),
+    ],
+)
 def test_empty_file(tmp_path: Path, data_dir: Path, content: bytes, message: str) -> None:
     before = snapshot(data_dir)
     src = tmp_path / "in.json"
@@ -137,22 +146,34 @@ def test_missing_required_column_everywhere(tmp_path: Path, data_dir: Path) -> N
     assert code == 1
     assert "cannot tell the format" in out and "question_text" in out and "--map" in out
     assert snapshot(data_dir) == before
-    code, out = run(str(src), "--name", "x", "--dataset-dir", str(data_dir), "--map", "prompt=question_text",
-                    "--map", "answer=missing_col")
+    code, out = run(
+        str(src),
+        "--name",
+        "x",
+        "--dataset-dir",
+        str(data_dir),
+        "--map",
+        "prompt=question_text",
+        "--map",
+        "answer=missing_col",
+    )
     assert code == 1
     assert "no records written" in out and "'missing_col' is missing" in out
     assert json.loads((data_dir / "dataset_info.json").read_text()) == OTHER_ENTRY
     assert not (data_dir / "x.jsonl").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--format", "nope"], "unknown format 'nope'"),
-    (["--map", "prompt"], "expected FIELD=COLUMN"),
-    (["--map", "question=Q", "--map", "answer=A"], "unknown field 'question'"),
-    (["--format", "alpaca", "--map", "prompt=Q", "--map", "answer=A"], "cannot be combined"),
-    (["--max-tokens", "100"], "--max-tokens needs --tokenizer"),
-    (["--name", "a/b"], "--name 'a/b'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "nope"], "unknown format 'nope'"),
+        (["--map", "prompt"], "expected FIELD=COLUMN"),
+        (["--map", "question=Q", "--map", "answer=A"], "unknown field 'question'"),
+        (["--format", "alpaca", "--map", "prompt=Q", "--map", "answer=A"], "cannot be combined"),
+        (["--max-tokens", "100"], "--max-tokens needs --tokenizer"),
+        (["--name", "a/b"], "--name 'a/b'"),
+    ],
+)
 def test_bad_options(tmp_path: Path, data_dir: Path, args: list[str], message: str) -> None:
     before = snapshot(data_dir)
     src = jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
@@ -231,10 +252,13 @@ def test_ctrl_c_mid_run_leaves_previous_state(tmp_path: Path, data_dir: Path) ->
         for i in range(60_000):
             f.write(line.replace(b'"q"', b'"q%d"' % i) + b"\n")
     before = snapshot(data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "big",
-                             "--dataset-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            # a shell running us in the background may have set SIGINT to "ignore"
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lf_reasoning", "convert", str(src), "--name", "big", "--dataset-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # a shell running us in the background may have set SIGINT to "ignore"
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.name.startswith(".big.jsonl.") for p in data_dir.iterdir()):
         time.sleep(0.05)

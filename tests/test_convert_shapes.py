@@ -27,8 +27,10 @@ EXPECTED: dict[str, list[tuple[str | None, str]]] = {
         ("2 + 2 = 5.", "\\boxed{5}"),
     ],
     "r1_distill_sft.jsonl": [
-        ("光合作用是植物利用光能把二氧化碳和水转化为有机物并释放氧气的过程。",
-         "光合作用是绿色植物利用光能，把二氧化碳和水合成有机物并释放氧气的过程。"),
+        (
+            "光合作用是植物利用光能把二氧化碳和水转化为有机物并释放氧气的过程。",
+            "光合作用是绿色植物利用光能，把二氧化碳和水合成有机物并释放氧气的过程。",
+        ),
         ("The question asks for the capital city of France; that is Paris.", "The capital of France is Paris."),
     ],
     "messages_reasoning.jsonl": [
@@ -38,19 +40,28 @@ EXPECTED: dict[str, list[tuple[str | None, str]]] = {
     "am_distilled.jsonl": [("Subtract 3: 2x = 8, so x = 4.", "x = \\boxed{4}")],
     "openr1_math.jsonl": [("Use n(n+1)/2 with n = 10: 55.", "The sum is $\\boxed{55}$.")],
     "medical_o1_sft.json": [
-        ("Crushing chest pain radiating to the left arm in a middle-aged man is classic for acute coronary "
-         "syndrome; an ECG and troponin would confirm a myocardial infarction.",
-         "The most likely diagnosis is an acute myocardial infarction."),
-        ("Scurvy results from impaired collagen synthesis, which needs vitamin C as a cofactor.",
-         "Vitamin C (ascorbic acid) deficiency causes scurvy."),
+        (
+            "Crushing chest pain radiating to the left arm in a middle-aged man is classic for acute coronary "
+            "syndrome; an ECG and troponin would confirm a myocardial infarction.",
+            "The most likely diagnosis is an acute myocardial infarction.",
+        ),
+        (
+            "Scurvy results from impaired collagen synthesis, which needs vitamin C as a cofactor.",
+            "Vitamin C (ascorbic acid) deficiency causes scurvy.",
+        ),
     ],
-    "s1k.jsonl": [("A tetrahedron has 4 vertices, each pair joined by an edge: C(4,2) = 6.",
-                   "A tetrahedron has 6 edges.")],
+    "s1k.jsonl": [
+        ("A tetrahedron has 4 vertices, each pair joined by an edge: C(4,2) = 6.", "A tetrahedron has 6 edges.")
+    ],
     "openthoughts_sharegpt.jsonl": [
         ("By the power rule, d/dx x^n = n x^(n-1), so the derivative is 2x.", "The derivative of x^2 is 2x."),
     ],
-    "lf_v1_reasoning.jsonl": [("I cannot browse, so I should say I lack live data.",
-                               "I don't have live weather data; please check a weather service.")],
+    "lf_v1_reasoning.jsonl": [
+        (
+            "I cannot browse, so I should say I lack live data.",
+            "I don't have live weather data; please check a weather service.",
+        )
+    ],
     "alpaca_plain.jsonl": [(None, "体育"), (None, "财经")],
 }
 EMPTY_BLOCK = "<think>\n\n</think>\n\n"
@@ -73,8 +84,9 @@ def test_every_example_file_is_covered() -> None:
 @pytest.mark.parametrize("file", sorted(EXPECTED))
 @pytest.mark.parametrize(("template", "enable_thinking"), [("qwen3", True), ("qwen3", False), ("deepseekr1", True)])
 def test_label_mask(tiny_model: Path, dataset_dir: Path, file: str, template: str, enable_thinking: bool) -> None:
-    examples = encode_with_llamafactory(tiny_model, dataset_dir, file.split(".")[0], template,
-                                        enable_thinking=enable_thinking)
+    examples = encode_with_llamafactory(
+        tiny_model, dataset_dir, file.split(".")[0], template, enable_thinking=enable_thinking
+    )
     expected = EXPECTED[file]
     assert len(examples) == len(expected)
     for example, (thought, answer) in zip(examples, expected, strict=True):
@@ -101,19 +113,23 @@ def test_history_thoughts(tiny_model: Path, dataset_dir: Path) -> None:
     _, masked = encode_with_llamafactory(tiny_model, dataset_dir, "messages_reasoning", "qwen3", mask_history=True)
     assert "3 × 3 = 9." not in masked.label_text + masked.prompt_text  # history thought dropped
     assert "9" in masked.prompt_text and masked.label_text.startswith("<think>\n4 × 4 = 16.\n</think>\n\n16")
-    _, kept = encode_with_llamafactory(tiny_model, dataset_dir, "messages_reasoning", "qwen3", mask_history=True,
-                                       preserve_thinking=True)
+    _, kept = encode_with_llamafactory(
+        tiny_model, dataset_dir, "messages_reasoning", "qwen3", mask_history=True, preserve_thinking=True
+    )
     assert history in kept.prompt_text and history not in kept.label_text
 
 
 @pytest.mark.parametrize(("think", "trained_prefix"), [("drop", EMPTY_BLOCK), ("empty", EMPTY_BLOCK)])
 def test_answer_only_modes(tiny_model: Path, tmp_path: Path, think: str, trained_prefix: str) -> None:
     """Method 3: thoughts removed at conversion; the model still learns a consistent empty thought."""
-    result = CliRunner().invoke(main, ["convert", str(DATA / "r1_distill.jsonl"), "--name", "ao", "--dataset-dir",
-                                       str(tmp_path), "--think", think])
+    result = CliRunner().invoke(
+        main,
+        ["convert", str(DATA / "r1_distill.jsonl"), "--name", "ao", "--dataset-dir", str(tmp_path), "--think", think],
+    )
     assert result.exit_code == 0, result.output
-    for example, (thought, answer) in zip(encode_with_llamafactory(tiny_model, tmp_path, "ao", "qwen3"),
-                                          EXPECTED["r1_distill.jsonl"], strict=True):
+    for example, (thought, answer) in zip(
+        encode_with_llamafactory(tiny_model, tmp_path, "ao", "qwen3"), EXPECTED["r1_distill.jsonl"], strict=True
+    ):
         assert thought not in example.label_text
         assert example.label_text.startswith(trained_prefix + answer)
 
@@ -121,9 +137,21 @@ def test_answer_only_modes(tiny_model: Path, tmp_path: Path, think: str, trained
 def test_prompt_template_and_system(tiny_model: Path, tmp_path: Path) -> None:
     """The medical-o1 prompt style: the template wraps the question; the thought stays in the response."""
     template = Path(__file__).parents[1] / "examples" / "medical_prompt.txt"
-    result = CliRunner().invoke(main, ["convert", str(DATA / "medical_o1_sft.json"), "--name", "med",
-                                       "--dataset-dir", str(tmp_path), "--prompt-template", str(template),
-                                       "--system", "SYS-MED"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(DATA / "medical_o1_sft.json"),
+            "--name",
+            "med",
+            "--dataset-dir",
+            str(tmp_path),
+            "--prompt-template",
+            str(template),
+            "--system",
+            "SYS-MED",
+        ],
+    )
     assert result.exit_code == 0, result.output
     example = encode_with_llamafactory(tiny_model, tmp_path, "med", "qwen3")[1]
     assert "SYS-MED" in example.prompt_text
@@ -136,27 +164,41 @@ def test_max_tokens_drops_exactly_what_cutoff_would_cut(tiny_model: Path, tmp_pa
     full = encode_with_llamafactory(tiny_model, _convert(tmp_path / "all", []), "d", "qwen3", cutoff_len=100_000)
     lengths = sorted(len(e.input_ids) for e in full)
     limit = lengths[len(lengths) // 2]  # keeps the shorter half, the record at exactly `limit` included
-    kept_dir = _convert(tmp_path / "cut", ["--max-tokens", str(limit), "--tokenizer", str(tiny_model),
-                                           "--template", "qwen3"])
+    kept_dir = _convert(
+        tmp_path / "cut", ["--max-tokens", str(limit), "--tokenizer", str(tiny_model), "--template", "qwen3"]
+    )
     kept = encode_with_llamafactory(tiny_model, kept_dir, "d", "qwen3", cutoff_len=100_000)
     assert sorted(len(e.input_ids) for e in kept) == [n for n in lengths if n <= limit]
     assert "too_long" in (kept_dir / "d.rejects.jsonl").read_text()
 
 
 def _convert(out: Path, extra: list[str]) -> Path:
-    result = CliRunner().invoke(main, ["convert", str(DATA / "r1_distill.jsonl"), "--name", "d", "--dataset-dir",
-                                       str(out), *extra])
+    result = CliRunner().invoke(
+        main, ["convert", str(DATA / "r1_distill.jsonl"), "--name", "d", "--dataset-dir", str(out), *extra]
+    )
     assert result.exit_code == 0, result.output
     return out
 
 
 def test_alpaca_style_trains_like_sharegpt(tiny_model: Path, dataset_dir: Path, tmp_path: Path) -> None:
     """--style alpaca (history as [query, response] pairs) gives LLaMA-Factory the very same tokens and labels."""
-    result = CliRunner().invoke(main, ["convert", str(DATA / "messages_reasoning.jsonl"), "--name", "alp",
-                                       "--dataset-dir", str(tmp_path), "--style", "alpaca"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(DATA / "messages_reasoning.jsonl"),
+            "--name",
+            "alp",
+            "--dataset-dir",
+            str(tmp_path),
+            "--style",
+            "alpaca",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for enable_thinking in (True, False):
         alpaca = encode_with_llamafactory(tiny_model, tmp_path, "alp", "qwen3", enable_thinking=enable_thinking)
-        sharegpt = encode_with_llamafactory(tiny_model, dataset_dir, "messages_reasoning", "qwen3",
-                                            enable_thinking=enable_thinking)
+        sharegpt = encode_with_llamafactory(
+            tiny_model, dataset_dir, "messages_reasoning", "qwen3", enable_thinking=enable_thinking
+        )
         assert [(e.input_ids, e.labels) for e in alpaca] == [(e.input_ids, e.labels) for e in sharegpt]

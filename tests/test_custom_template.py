@@ -39,8 +39,9 @@ EMPTY_THOUGHT = "<think>\n\n</think>\n\n"
 def medical_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The medical-o1 example converted by `lf-reasoning convert` into a dataset dir (dataset `medical`)."""
     out = tmp_path_factory.mktemp("medical")
-    result = CliRunner().invoke(cli_main, ["convert", str(MEDICAL_SOURCE), "--name", "medical", "--dataset-dir",
-                                           str(out)])
+    result = CliRunner().invoke(
+        cli_main, ["convert", str(MEDICAL_SOURCE), "--name", "medical", "--dataset-dir", str(out)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -64,8 +65,9 @@ def trained_thought(record: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("enable_thinking", [True, False])
-def test_medical_template_encodes_exactly(tiny_model: Path, medical_dir: Path, medical_records: list[dict[str, str]],
-                                         enable_thinking: bool) -> None:
+def test_medical_template_encodes_exactly(
+    tiny_model: Path, medical_dir: Path, medical_records: list[dict[str, str]], enable_thinking: bool
+) -> None:
     name = register_custom_template(MEDICAL_YAML)
     assert name == "medical_o1"
     examples = encode_with_llamafactory(tiny_model, medical_dir, "medical", name, enable_thinking=enable_thinking)
@@ -79,8 +81,9 @@ def test_medical_template_encodes_exactly(tiny_model: Path, medical_dir: Path, m
             assert example.label_text == f"{record['Response']}{EOS_TOKEN}"
 
 
-def test_plain_template_trains_thought_verbatim(tmp_path: Path, tiny_model: Path, medical_dir: Path,
-                                                medical_records: list[dict[str, str]]) -> None:
+def test_plain_template_trains_thought_verbatim(
+    tmp_path: Path, tiny_model: Path, medical_dir: Path, medical_records: list[dict[str, str]]
+) -> None:
     """reasoning: false is a plain template (like LF's *_nothink): enable_thinking does not touch thoughts."""
     definition = yaml.safe_load(MEDICAL_YAML.read_text(encoding="utf-8"))
     path = write_template(tmp_path / "plain.yaml", **{**definition, "name": "medical_o1_plain", "reasoning": False})
@@ -121,24 +124,34 @@ def test_builtin_name_is_refused(tmp_path: Path) -> None:
     assert TEMPLATES["qwen3"] is builtin
 
 
-@pytest.mark.parametrize(("fields", "key", "message"), [
-    ({"name": "t", "user": "{{content}}", "asistant": "{{content}}"}, "asistant", "did you mean 'assistant'"),
-    ({"name": "t"}, "user", "required"),
-    ({"name": "t", "user": "### Question:\n"}, "user", "exactly once, found 0"),
-    ({"name": "t", "user": "{{content}} {{content}}"}, "user", "exactly once, found 2"),
-    ({"name": "t", "user": "{{content}}", "assistant": "{{contnet}}{{eos_token}}"}, "assistant",
-     "unsupported placeholder {{contnet}}"),
-    ({"name": "t", "user": "{{ content }}"}, "user", "unsupported placeholder {{ content }}"),
-    ({"name": "t", "user": "{{content}}", "prefix": "{{content}}"}, "prefix", "unsupported placeholder {{content}}"),
-    ({"name": "t", "user": "{{content}}", "default_system": "Hi {{name}}"}, "default_system", "plain text"),
-    ({"name": "t", "user": "{{content}}", "reasoning": "yes"}, "reasoning", "must be true or false"),
-    ({"name": "t", "user": 42}, "user", "must be a string, got int"),
-    ({"name": ["t"], "user": "{{content}}"}, "name", "must be a string, got list"),
-    ({"name": "my template", "user": "{{content}}"}, "name", "is not a template name"),
-    ({"name": "t", "user": "{{content}}", "stop_words": "<|im_end|>"}, "stop_words", "list of non-empty strings"),
-    ({"name": "t", "user": "{{content}}", "replace_eos": True}, "replace_eos", "needs stop_words"),
-    ({"name": "t", "user": "{{content}}", "thought_words": ["<think>"]}, "thought_words", "two non-blank strings"),
-])
+@pytest.mark.parametrize(
+    ("fields", "key", "message"),
+    [
+        ({"name": "t", "user": "{{content}}", "asistant": "{{content}}"}, "asistant", "did you mean 'assistant'"),
+        ({"name": "t"}, "user", "required"),
+        ({"name": "t", "user": "### Question:\n"}, "user", "exactly once, found 0"),
+        ({"name": "t", "user": "{{content}} {{content}}"}, "user", "exactly once, found 2"),
+        (
+            {"name": "t", "user": "{{content}}", "assistant": "{{contnet}}{{eos_token}}"},
+            "assistant",
+            "unsupported placeholder {{contnet}}",
+        ),
+        ({"name": "t", "user": "{{ content }}"}, "user", "unsupported placeholder {{ content }}"),
+        (
+            {"name": "t", "user": "{{content}}", "prefix": "{{content}}"},
+            "prefix",
+            "unsupported placeholder {{content}}",
+        ),
+        ({"name": "t", "user": "{{content}}", "default_system": "Hi {{name}}"}, "default_system", "plain text"),
+        ({"name": "t", "user": "{{content}}", "reasoning": "yes"}, "reasoning", "must be true or false"),
+        ({"name": "t", "user": 42}, "user", "must be a string, got int"),
+        ({"name": ["t"], "user": "{{content}}"}, "name", "must be a string, got list"),
+        ({"name": "my template", "user": "{{content}}"}, "name", "is not a template name"),
+        ({"name": "t", "user": "{{content}}", "stop_words": "<|im_end|>"}, "stop_words", "list of non-empty strings"),
+        ({"name": "t", "user": "{{content}}", "replace_eos": True}, "replace_eos", "needs stop_words"),
+        ({"name": "t", "user": "{{content}}", "thought_words": ["<think>"]}, "thought_words", "two non-blank strings"),
+    ],
+)
 def test_bad_template_fields_are_refused(tmp_path: Path, fields: dict[str, Any], key: str, message: str) -> None:
     path = write_template(tmp_path / "bad.yaml", **fields)
     with pytest.raises(UserError) as info:
@@ -147,11 +160,14 @@ def test_bad_template_fields_are_refused(tmp_path: Path, fields: dict[str, Any],
     assert message in info.value.message
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("name: t\nuser: [unclosed\n", "not valid YAML"),
-    ("- name: t\n", "a custom template is a YAML mapping"),
-    (None, "cannot read custom template"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: t\nuser: [unclosed\n", "not valid YAML"),
+        ("- name: t\n", "a custom template is a YAML mapping"),
+        (None, "cannot read custom template"),
+    ],
+)
 def test_bad_yaml_is_refused(tmp_path: Path, text: str | None, message: str) -> None:
     path = tmp_path / "bad.yaml"
     if text is not None:
@@ -187,8 +203,9 @@ def test_run_training_in_process_with_custom_template(tmp_path: Path, tiny_model
 
     shutil.copy(MEDICAL_YAML, tmp_path / "medical_o1.yaml")
     out = tmp_path / "out"
-    config = train_config(tiny_model, medical_dir, out, custom_templates=["medical_o1.yaml"],
-                          default_system="Answer tersely.")
+    config = train_config(
+        tiny_model, medical_dir, out, custom_templates=["medical_o1.yaml"], default_system="Answer tersely."
+    )
     run_training(config, config_dir=tmp_path)
 
     assert config["custom_templates"] == ["medical_o1.yaml"]  # the caller's dict is left as it was
@@ -214,8 +231,13 @@ def test_read_config_applies_overrides_like_llamafactory_cli(tmp_path: Path) -> 
     path = tmp_path / "train.yaml"
     path.write_text("max_steps: 10\nlearning_rate: 1.0e-4\ncustom_templates: [t.yaml]\n", encoding="utf-8")
     config = read_config(path, ["max_steps=2", "lora_rank=4", "enable_thinking=null"])
-    assert config == {"max_steps": 2, "learning_rate": 1.0e-4, "custom_templates": ["t.yaml"], "lora_rank": 4,
-                      "enable_thinking": None}
+    assert config == {
+        "max_steps": 2,
+        "learning_rate": 1.0e-4,
+        "custom_templates": ["t.yaml"],
+        "lora_rank": 4,
+        "enable_thinking": None,
+    }
     with pytest.raises(UserError, match="'max_steps' is not KEY=VALUE"):
         read_config(path, ["max_steps"])
 
@@ -243,8 +265,9 @@ def write_train_yaml(tmp_path: Path, model: Path, dataset_dir: Path) -> Path:
 
 
 def run_launcher(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, cwd=cwd, env={**os.environ, **OFFLINE_ENV, **env}, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, **OFFLINE_ENV, **env}, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

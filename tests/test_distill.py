@@ -46,8 +46,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def run_distill(server: OpenAIServer, src: Path, out: Path, **kwargs: Any) -> DistillReport:
-    options: dict[str, Any] = {"base_url": server.url, "model": "test-reasoner", "concurrency": 4, "backoff": 0.01,
-                               "api_key_env": KEY_ENV, "timeout": 5.0}
+    options: dict[str, Any] = {
+        "base_url": server.url,
+        "model": "test-reasoner",
+        "concurrency": 4,
+        "backoff": 0.01,
+        "api_key_env": KEY_ENV,
+        "timeout": 5.0,
+    }
     options.update(kwargs)
     return distill([str(src)], out, **options)
 
@@ -87,8 +93,10 @@ def test_every_reply_style_is_parsed(server: OpenAIServer, tmp_path: Path, style
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("fault", ["429", "500", "503", "slow", "reset", "empty", "keepalive", "error_body",
-                                   "length", "empty_answer", "no_thought"])
+@pytest.mark.parametrize(
+    "fault",
+    ["429", "500", "503", "slow", "reset", "empty", "keepalive", "error_body", "length", "empty_answer", "no_thought"],
+)
 def test_every_fault_is_recovered(server: OpenAIServer, tmp_path: Path, fault: str, stream: bool) -> None:
     server.config.faults = [fault, fault]  # the first two requests of every prompt fail
     server.config.retry_after = "0"
@@ -129,8 +137,19 @@ def test_retries_are_bounded_and_failures_reported(server: OpenAIServer, tmp_pat
 def test_cut_off_replies_are_retried_then_recorded_as_failures(server: OpenAIServer, tmp_path: Path) -> None:
     server.config.faults = ["length"] * 3
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out.jsonl"
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", "--retry-bad", "2",
-                 "--api-key-env", KEY_ENV)
+    result = cli(
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--retry-bad",
+        "2",
+        "--api-key-env",
+        KEY_ENV,
+    )
     assert result.exit_code == 2, result.output
     assert "length" in result.stdout and "out.failures.jsonl" in result.stdout
     assert set(server.prompts_seen().values()) == {3}
@@ -157,10 +176,29 @@ def test_a_server_without_reasoning_stops_the_run_early(server: OpenAIServer, tm
 
 def test_n_samples_and_request_parameters(server: OpenAIServer, tmp_path: Path) -> None:
     src, out = prompts_file(tmp_path / "p.jsonl", 4), tmp_path / "out.jsonl"
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "r1", "--n", "3",
-                 "--temperature", "0.6", "--max-tokens", "4096", "--system", "Be brief.", "--prompt-suffix",
-                 "请一步步推理，并把最终答案放到 \\boxed{}。", "--extra-body", '{"top_p": 0.95}',
-                 "--api-key-env", KEY_ENV)
+    result = cli(
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "r1",
+        "--n",
+        "3",
+        "--temperature",
+        "0.6",
+        "--max-tokens",
+        "4096",
+        "--system",
+        "Be brief.",
+        "--prompt-suffix",
+        "请一步步推理，并把最终答案放到 \\boxed{}。",
+        "--extra-body",
+        '{"top_p": 0.95}',
+        "--api-key-env",
+        KEY_ENV,
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)
     assert Counter(r["key"] for r in records) == Counter({k: 3 for k in {r["key"] for r in records}})
@@ -172,8 +210,14 @@ def test_n_samples_and_request_parameters(server: OpenAIServer, tmp_path: Path) 
     assert "n" not in body  # one request per sample: each is resumed on its own
     r = records[0]
     assert r["system"] == "Be brief." and r["reference_answer"] == str(2 * int(r["input"].split()[2]))
-    assert r["params"] == {"temperature": 0.6, "max_tokens": 4096, "stream": False, "system": "Be brief.",
-                           "prompt_suffix": "请一步步推理，并把最终答案放到 \\boxed{}。", "extra_body": {"top_p": 0.95}}
+    assert r["params"] == {
+        "temperature": 0.6,
+        "max_tokens": 4096,
+        "stream": False,
+        "system": "Be brief.",
+        "prompt_suffix": "请一步步推理，并把最终答案放到 \\boxed{}。",
+        "extra_body": {"top_p": 0.95},
+    }
     assert r["model"] == "r1" and r["usage"]["prompt_tokens"] > 0
 
 
@@ -204,25 +248,54 @@ def test_tpm_limit_paces_tokens(server: OpenAIServer, tmp_path: Path) -> None:
 
 def test_prompts_from_other_shapes(server: OpenAIServer, tmp_path: Path) -> None:
     chats = tmp_path / "chats.jsonl"
-    chats.write_text(json.dumps({"messages": [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "<think>\nold\n</think>\n\nreply"}, {"role": "user", "content": "second"},
-    ]}) + "\n" + json.dumps({"instruction": "x", "output": "y"}) + "\n")
+    chats.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "S"},
+                    {"role": "user", "content": "first"},
+                    {"role": "assistant", "content": "<think>\nold\n</think>\n\nreply"},
+                    {"role": "user", "content": "second"},
+                ]
+            }
+        )
+        + "\n"
+        + json.dumps({"instruction": "x", "output": "y"})
+        + "\n"
+    )
     report = run_distill(server, chats, tmp_path / "chats_out.jsonl")
     assert report.done == 1 and report.invalid == 1  # the second line is not a chat: reported, skipped
     assert server.requests[0].body["messages"] == [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "reply"}, {"role": "user", "content": "second"}]
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "reply"},
+        {"role": "user", "content": "second"},
+    ]
     record = read_jsonl(tmp_path / "chats_out.jsonl")[0]
     assert record["history"] == [["first", "reply"]] and record["system"] == "S"
 
     r1 = tmp_path / "r1.jsonl"
-    r1.write_text(json.dumps({"input": "q1", "content": "a", "reasoning_content": "t", "reference_answer": "42",
-                              "repo_name": "gsm8k", "id": 7}) + "\n")
+    r1.write_text(
+        json.dumps(
+            {
+                "input": "q1",
+                "content": "a",
+                "reasoning_content": "t",
+                "reference_answer": "42",
+                "repo_name": "gsm8k",
+                "id": 7,
+            }
+        )
+        + "\n"
+    )
     run_distill(server, r1, tmp_path / "r1_out.jsonl")
     record = read_jsonl(tmp_path / "r1_out.jsonl")[0]
     assert (record["input"], record["reference_answer"], record["repo_name"], record["source_id"]) == (
-        "q1", "42", "gsm8k", "7")
+        "q1",
+        "42",
+        "gsm8k",
+        "7",
+    )
 
     alpaca = tmp_path / "alpaca.jsonl"  # instructions without outputs yet
     alpaca.write_text(json.dumps({"instruction": "Translate.", "input": "bonjour", "system": "S"}) + "\n")
@@ -265,8 +338,25 @@ def test_resume_sends_only_what_is_missing(server: OpenAIServer, tmp_path: Path)
 def test_kill_9_half_way_then_resume(server: OpenAIServer, tmp_path: Path) -> None:
     server.config.latency = 0.1
     src, out = prompts_file(tmp_path / "p.jsonl", 40), tmp_path / "out.jsonl"
-    args = [sys.executable, "-m", "lf_reasoning", "distill", str(src), "--out", str(out), "--base-url", server.url,
-            "--model", "m", "--n", "2", "--concurrency", "4", "--api-key-env", KEY_ENV]
+    args = [
+        sys.executable,
+        "-m",
+        "lf_reasoning",
+        "distill",
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--n",
+        "2",
+        "--concurrency",
+        "4",
+        "--api-key-env",
+        KEY_ENV,
+    ]
     env = {**os.environ, KEY_ENV: KEY}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -290,26 +380,66 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path) -> None:
     server.config.api_key = KEY
     server.config.faults = ["400"]  # its error message echoes the Authorization header
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out" / "out.jsonl"
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", "--api-key-env", KEY_ENV,
-                 env={KEY_ENV: KEY})
+    result = cli(
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: KEY},
+    )
     assert result.exit_code == 2, result.output  # a 400 is not retried: recorded as a failure
     assert all(s.authorization == f"Bearer {KEY}" for s in server.requests)
     failures = read_jsonl(out.parent / "out.failures.jsonl")
     assert [f["reason"] for f in failures] == ["http_400"] * 3 and "Bearer ***" in failures[0]["detail"]
     assert KEY not in result.output + result.stderr
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", "--api-key-env", KEY_ENV,
-                 env={KEY_ENV: KEY})
+    result = cli(
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: KEY},
+    )
     assert result.exit_code == 0 and KEY not in result.output + result.stderr
     for path in out.parent.rglob("*"):
         assert KEY.encode() not in path.read_bytes(), path
 
     # a wrong key and no key: a clear message, never the key presented (the server echoes it)
-    result = cli(str(src), "--out", str(tmp_path / "o2.jsonl"), "--base-url", server.url, "--model", "m",
-                 "--api-key-env", KEY_ENV, env={KEY_ENV: KEY + "-wrong"})
+    result = cli(
+        str(src),
+        "--out",
+        str(tmp_path / "o2.jsonl"),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: KEY + "-wrong"},
+    )
     assert result.exit_code == 1 and f"API key in ${KEY_ENV} was rejected" in result.output
     assert KEY not in result.output
-    result = cli(str(src), "--out", str(tmp_path / "o3.jsonl"), "--base-url", server.url, "--model", "m",
-                 "--api-key-env", KEY_ENV, env={KEY_ENV: None})
+    result = cli(
+        str(src),
+        "--out",
+        str(tmp_path / "o3.jsonl"),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: None},
+    )
     assert result.exit_code == 1 and f"demands an API key; set ${KEY_ENV}" in result.output
     assert not (tmp_path / "o2.jsonl").exists() and not (tmp_path / "o3.jsonl").exists()
 
@@ -349,8 +479,21 @@ def test_user_errors(server: OpenAIServer, tmp_path: Path) -> None:
 
 def test_summary_shows_tokens_and_cost(server: OpenAIServer, tmp_path: Path) -> None:
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out.jsonl"
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", "--price-in", "0.55",
-                 "--price-out", "2.19", "--api-key-env", KEY_ENV)
+    result = cli(
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        server.url,
+        "--model",
+        "m",
+        "--price-in",
+        "0.55",
+        "--price-out",
+        "2.19",
+        "--api-key-env",
+        KEY_ENV,
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)
     prompt = sum(r["usage"]["prompt_tokens"] for r in records)

@@ -22,8 +22,9 @@ def test_dataset_info_dir_is_up_to_date(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "work")
     # rejects files (diagnostics naming source paths) are not committed
     fresh = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".rejects.jsonl")}
-    committed = {p.name: p.read_bytes() for p in (ROOT / "dataset_info").iterdir()
-                 if not p.name.endswith(".rejects.jsonl")}
+    committed = {
+        p.name: p.read_bytes() for p in (ROOT / "dataset_info").iterdir() if not p.name.endswith(".rejects.jsonl")
+    }
     assert fresh.keys() == committed.keys(), "run `make demo` and commit dataset_info/"
     for name in fresh:
         assert fresh[name] == committed[name], f"dataset_info/{name} is stale: run `make demo`"

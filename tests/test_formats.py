@@ -10,8 +10,15 @@ from lf_reasoning.sample import Turn
 
 
 def test_r1_distill_keeps_history_and_metadata() -> None:
-    record = {"input": "q2", "reasoning_content": " t2 ", "content": "\na2", "score": 9, "repo_name": "xhs/xhs",
-              "history": [["q1", "<think>t1</think>a1"]], "reference_answer": "42"}
+    record = {
+        "input": "q2",
+        "reasoning_content": " t2 ",
+        "content": "\na2",
+        "score": 9,
+        "repo_name": "xhs/xhs",
+        "history": [["q1", "<think>t1</think>a1"]],
+        "reference_answer": "42",
+    }
     fmt, why = detect_format(record, "x:1")
     assert fmt.name == "r1_distill" and "reasoning_content" in why
     (sample,) = fmt.read(record)
@@ -20,14 +27,17 @@ def test_r1_distill_keeps_history_and_metadata() -> None:
     assert (sample.score, sample.source, sample.reference) == (9, "xhs/xhs", "42")
 
 
-@pytest.mark.parametrize(("record", "name"), [
-    ({"problem": "p", "generations": ["<think>t</think>a"]}, "openr1"),
-    ({"question": "q", "thinking_trajectories": ["t"], "attempt": "a"}, "s1k"),
-    ({"Question": "q", "Complex_CoT": "t", "Response": "a"}, "medical_cot"),
-    ({"messages": [{"role": "user", "content": "q"}]}, "messages"),
-    ({"conversations": [{"from": "human", "value": "q"}]}, "sharegpt"),
-    ({"instruction": "q", "output": "a"}, "alpaca"),
-])
+@pytest.mark.parametrize(
+    ("record", "name"),
+    [
+        ({"problem": "p", "generations": ["<think>t</think>a"]}, "openr1"),
+        ({"question": "q", "thinking_trajectories": ["t"], "attempt": "a"}, "s1k"),
+        ({"Question": "q", "Complex_CoT": "t", "Response": "a"}, "medical_cot"),
+        ({"messages": [{"role": "user", "content": "q"}]}, "messages"),
+        ({"conversations": [{"from": "human", "value": "q"}]}, "sharegpt"),
+        ({"instruction": "q", "output": "a"}, "alpaca"),
+    ],
+)
 def test_detection(record: dict, name: str) -> None:
     assert detect_format(record, "x:1")[0].name == name
 

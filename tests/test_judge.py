@@ -45,8 +45,7 @@ def judge_reply(prompt: str, attempt: int) -> str:
         return "Let me think about {this} response."
     found = _MARK.search(prompt)
     value = int(found.group(1)) if found else 5
-    obj = json.dumps({"harmlessness": 10, "helpfulness": value, "correctness": value, "score": value,
-                      "reason": "ok"})
+    obj = json.dumps({"harmlessness": 10, "helpfulness": value, "correctness": value, "score": value, "reason": "ok"})
     return f"Here is my rating:\n```json\n{obj}\n```\nDone." if "FLAKY" in prompt else obj
 
 
@@ -81,24 +80,36 @@ def invoke(*args: str, env: dict[str, str | None] | None = None) -> Any:
 GOOD = {"harmlessness": 10, "helpfulness": 8, "correctness": 7, "score": 7.5, "reason": "fine"}
 
 
-@pytest.mark.parametrize("text", [
-    json.dumps(GOOD),
-    "```json\n" + json.dumps(GOOD) + "\n```",
-    "```\n" + json.dumps(GOOD, indent=2) + "\n```",
-    "Sure. The answer uses \\boxed{2} {not json}. My verdict:\n" + json.dumps(GOOD) + "\nHope this helps {x}.",
-    json.dumps({**GOOD, "harmlessness": "10", "score": " 7.5 "}),
-    '{"note": "draft"} then ' + json.dumps(GOOD),
-], ids=["plain", "fenced", "fence-no-lang", "prose", "numeric-strings", "second-object"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(GOOD),
+        "```json\n" + json.dumps(GOOD) + "\n```",
+        "```\n" + json.dumps(GOOD, indent=2) + "\n```",
+        "Sure. The answer uses \\boxed{2} {not json}. My verdict:\n" + json.dumps(GOOD) + "\nHope this helps {x}.",
+        json.dumps({**GOOD, "harmlessness": "10", "score": " 7.5 "}),
+        '{"note": "draft"} then ' + json.dumps(GOOD),
+    ],
+    ids=["plain", "fenced", "fence-no-lang", "prose", "numeric-strings", "second-object"],
+)
 def test_score_replies_are_parsed(text: str) -> None:
-    assert parse_score(text) == {"harmlessness": 10, "helpfulness": 8, "correctness": 7, "score": 7.5,
-                                 "reason": "fine"}
+    assert parse_score(text) == {"harmlessness": 10, "helpfulness": 8, "correctness": 7, "score": 7.5, "reason": "fine"}
 
 
-@pytest.mark.parametrize("text", [
-    "", "I give it 9/10.", "{broken json", json.dumps({**GOOD, "score": 11}), json.dumps({**GOOD, "score": None}),
-    json.dumps({"harmlessness": 10, "helpfulness": 8, "score": 8}), "[9, 9, 9, 9]",
-    json.dumps({**GOOD, "correctness": True}),
-], ids=["empty", "prose", "broken", "out-of-range", "null", "missing", "array", "bool"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "I give it 9/10.",
+        "{broken json",
+        json.dumps({**GOOD, "score": 11}),
+        json.dumps({**GOOD, "score": None}),
+        json.dumps({"harmlessness": 10, "helpfulness": 8, "score": 8}),
+        "[9, 9, 9, 9]",
+        json.dumps({**GOOD, "correctness": True}),
+    ],
+    ids=["empty", "prose", "broken", "out-of-range", "null", "missing", "array", "bool"],
+)
 def test_unparseable_score_replies_are_none_never_guessed(text: str) -> None:
     assert parse_score(text) is None
 
@@ -133,8 +144,9 @@ def test_score_end_to_end_and_resume(server: OpenAIServer, tmp_path: Path) -> No
     records.append(record(6, "GARBAGE answer"))
     records.append(record(7, "FLAKY answer SCORE=9"))
     src, out = write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "scored.jsonl"
-    report = score(src, out, base_url=server.url, model="judge-m", concurrency=4, backoff=0.01, retry_bad=2,
-                   api_key_env=KEY_ENV)
+    report = score(
+        src, out, base_url=server.url, model="judge-m", concurrency=4, backoff=0.01, retry_bad=2, api_key_env=KEY_ENV
+    )
     assert (report.done, report.pending, sum(report.failed.values())) == (8, 8, 0)
     assert report.unscored == {"unparseable": 1}
     rows = read_jsonl(out)
@@ -182,8 +194,9 @@ def test_identical_records_are_each_scored(server: OpenAIServer, tmp_path: Path)
     assert len(rows) == 3 and len({r["judge"]["key"] for r in rows}) == 3
 
 
-def test_transport_failures_go_to_the_failures_file_and_are_retried_next_run(server: OpenAIServer,
-                                                                             tmp_path: Path) -> None:
+def test_transport_failures_go_to_the_failures_file_and_are_retried_next_run(
+    server: OpenAIServer, tmp_path: Path
+) -> None:
     server.config.faults = ["429", "500", "500", "500"]
     server.config.retry_after = "0"
     src, out = write_jsonl(tmp_path / "in.jsonl", [record(1, "SCORE=8")]), tmp_path / "out.jsonl"
@@ -202,8 +215,22 @@ def test_score_cli_key_hygiene_rubric_and_convert_min_score(server: OpenAIServer
     out = tmp_path / "out" / "scored.jsonl"
     rubric = tmp_path / "rubric.txt"
     rubric.write_text("MY RUBRIC\n{prompt}\n---\n{answer}\n---\n{reference}\nJSON only.", encoding="utf-8")
-    args = ["score", str(src), "--out", str(out), "--judge-base-url", server.url, "--judge-model", "judge-m",
-            "--api-key-env", KEY_ENV, "--rubric", str(rubric), "--backoff", "0.01"]
+    args = [
+        "score",
+        str(src),
+        "--out",
+        str(out),
+        "--judge-base-url",
+        server.url,
+        "--judge-model",
+        "judge-m",
+        "--api-key-env",
+        KEY_ENV,
+        "--rubric",
+        str(rubric),
+        "--backoff",
+        "0.01",
+    ]
     result = invoke(*args, env={KEY_ENV: KEY})
     assert result.exit_code == 2, result.output  # the 400s are failures, listed for the next run
     assert KEY not in result.output + result.stderr
@@ -222,8 +249,19 @@ def test_score_cli_key_hygiene_rubric_and_convert_min_score(server: OpenAIServer
     rows = read_jsonl(data / "good.jsonl")
     assert sorted(row["messages"][0]["content"] for row in rows) == ["question 0", "question 2", "question 3"]
 
-    result = invoke("score", str(src), "--out", str(tmp_path / "x.jsonl"), "--judge-base-url", server.url,
-                    "--judge-model", "m", "--api-key-env", KEY_ENV, env={KEY_ENV: KEY + "-wrong"})
+    result = invoke(
+        "score",
+        str(src),
+        "--out",
+        str(tmp_path / "x.jsonl"),
+        "--judge-base-url",
+        server.url,
+        "--judge-model",
+        "m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: KEY + "-wrong"},
+    )
     assert result.exit_code == 1 and "was rejected" in result.output and KEY not in result.output
 
 
@@ -239,12 +277,29 @@ def test_verify_with_a_judge(server: OpenAIServer, tmp_path: Path) -> None:
         {"input": "Poem?", "reasoning_content": "t", "content": "GARBAGE", "reference_answer": "a sonnet"},
     ]
     src, out = write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "v" / "verified.jsonl"
-    result = invoke("verify", str(src), "--out", str(out), "--workers", "1", "--judge-base-url", server.url,
-                    "--judge-model", "judge-m", "--api-key-env", KEY_ENV, env={KEY_ENV: KEY})
+    result = invoke(
+        "verify",
+        str(src),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--judge-base-url",
+        server.url,
+        "--judge-model",
+        "judge-m",
+        "--api-key-env",
+        KEY_ENV,
+        env={KEY_ENV: KEY},
+    )
     assert result.exit_code == 0, result.output
     verdicts = [r["verify"] for r in read_jsonl(out)]
     assert [(v["method"], v["verdict"], v["score"]) for v in verdicts] == [
-        ("math_verify", True, 10), ("judge", True, 10), ("judge", False, 0), ("unverifiable", None, None)]
+        ("math_verify", True, 10),
+        ("judge", True, 10),
+        ("judge", False, 0),
+        ("unverifiable", None, None),
+    ]
     assert verdicts[3]["reason"] == "judge_unparsed"
     assert len(server.requests) == 2 + 3  # the rule-decided record never reaches the judge
     assert KEY not in result.output + result.stderr and KEY.encode() not in out.read_bytes()

@@ -53,8 +53,12 @@ def test_data_set_has_ten_balanced_classes_and_a_clean_split() -> None:
 
 def test_rule_thoughts_quote_cue_words_of_the_title_and_end_with_the_label(tmp_path: Path) -> None:
     out = tmp_path / "with_thoughts.csv"
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(EXAMPLE / "data" / "train.csv"),
-                           str(out)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), str(EXAMPLE / "data" / "train.csv"), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "with a cue word" in done.stdout
     with out.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -73,16 +77,25 @@ def test_rule_thoughts_quote_cue_words_of_the_title_and_end_with_the_label(tmp_p
 def test_thoughts_refuse_an_unknown_label_naming_the_line(tmp_path: Path) -> None:
     src = tmp_path / "titles.csv"
     src.write_text("title,label\n国足主场取胜,体育\n某地举办灯会,民俗\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and f"{src}:3: unknown label '民俗'" in done.stderr
     assert not (tmp_path / "out.csv").exists()
     src.write_text("headline,label\n国足主场取胜,体育\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), str(src), str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and f"{src}:2: no title (the file needs the columns title,label)" in done.stderr
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), str(tmp_path / "none.csv"),
-                           str(tmp_path / "out.csv")], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), str(tmp_path / "none.csv"), str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "none.csv: cannot read: No such file or directory" in done.stderr
 
 
@@ -128,21 +141,44 @@ def test_distilled_thoughts_keep_only_replies_that_name_the_gold_label(tmp_path:
     src.write_text("title,label\n" + "".join(f"{t},{gold}\n" for t, (gold, _, _) in TEACHER.items()), encoding="utf-8")
     distilled = tmp_path / "distilled.jsonl"
     with OpenAIServer(ServerConfig(reply=lambda prompt, _: TEACHER[prompt][1:])) as server:
-        result = CliRunner().invoke(main, ["distill", str(src), "--map", "prompt=title", "--map", "reference=label",
-                                           "--system", "判断新闻标题的类别。", "--base-url", server.url,
-                                           "--model", "teacher", "--out", str(distilled)])
+        result = CliRunner().invoke(
+            main,
+            [
+                "distill",
+                str(src),
+                "--map",
+                "prompt=title",
+                "--map",
+                "reference=label",
+                "--system",
+                "判断新闻标题的类别。",
+                "--base-url",
+                server.url,
+                "--model",
+                "teacher",
+                "--out",
+                str(distilled),
+            ],
+        )
     assert result.exit_code == 0, result.output
     out = tmp_path / "with_thoughts.csv"
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "3 titles with a distilled thought" in done.stdout
     assert "teacher disagrees: 1" in done.stdout and "ambiguous: 1" in done.stdout
     with out.open(encoding="utf-8", newline="") as f:
         rows = sorted((r["title"], r["label"], r["thought"]) for r in csv.DictReader(f))
     assert rows == sorted((t, gold, thought) for t, (gold, thought, _) in list(TEACHER.items())[:3])
     distilled.write_text('{"input": "x", "reference_answer": "体育", "content": null}\n', encoding="utf-8")
-    done = subprocess.run([sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "no reply names its reference label; nothing written" in done.stderr
 
 

@@ -28,15 +28,24 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert code == 0, out
     user, assistant = "user", "assistant"
     records = [
-        {"system": "You are terse.", "messages": [
-            {"role": user, "content": "What is 3 + 4?"},
-            {"role": assistant, "content": render_response("3 + 4 = 7.", "7")},
-            {"role": user, "content": "And times 2?"},
-            {"role": assistant, "content": render_response("7 × 2 = 14, 我们 check it.", "14")}]},
+        {
+            "system": "You are terse.",
+            "messages": [
+                {"role": user, "content": "What is 3 + 4?"},
+                {"role": assistant, "content": render_response("3 + 4 = 7.", "7")},
+                {"role": user, "content": "And times 2?"},
+                {"role": assistant, "content": render_response("7 × 2 = 14, 我们 check it.", "14")},
+            ],
+        },
         {"system": "", "messages": [{"role": assistant, "content": "starts with the assistant"}]},  # LF drops it
         {"system": "", "messages": [{"role": user, "content": "Say hi."}, {"role": assistant, "content": "Hi!"}]},
-        {"system": "", "messages": [{"role": user, "content": "Long one. " * 20},
-                                    {"role": assistant, "content": render_response("step " * 300, "done")}]},
+        {
+            "system": "",
+            "messages": [
+                {"role": user, "content": "Long one. " * 20},
+                {"role": assistant, "content": render_response("step " * 300, "done")},
+            ],
+        },
     ]
     (d / "multi.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     info = json.loads((d / "dataset_info.json").read_text())
@@ -44,20 +53,29 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.mark.parametrize(("name", "template", "thinking"), [
-    ("r1", "qwen3", True), ("r1", "qwen3", False), ("r1_alpaca", "deepseekr1", True), ("multi", "qwen3", True),
-    ("multi", "deepseekr1", None),
-])
-def test_lengths_equal_llamafactory_encoding(tiny_model: Path, dataset_dir: Path, name: str, template: str,
-                                             thinking: bool | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "template", "thinking"),
+    [
+        ("r1", "qwen3", True),
+        ("r1", "qwen3", False),
+        ("r1_alpaca", "deepseekr1", True),
+        ("multi", "qwen3", True),
+        ("multi", "deepseekr1", None),
+    ],
+)
+def test_lengths_equal_llamafactory_encoding(
+    tiny_model: Path, dataset_dir: Path, name: str, template: str, thinking: bool | None
+) -> None:
     stats = measure_lengths(dataset_dir, name, str(tiny_model), template, enable_thinking=thinking)
-    examples = encode_with_llamafactory(tiny_model, dataset_dir, name, template, enable_thinking=thinking,
-                                        cutoff_len=100_000)
+    examples = encode_with_llamafactory(
+        tiny_model, dataset_dir, name, template, enable_thinking=thinking, cutoff_len=100_000
+    )
     assert stats.n == len(examples) and stats.dropped == (1 if name == "multi" else 0)
     assert stats.total.tolist() == [len(e.input_ids) for e in examples]
     assert stats.prompt.tolist() == [sum(label == IGNORE_INDEX for label in e.labels) for e in examples]
-    assert (stats.thought + stats.answer).tolist() == [sum(label != IGNORE_INDEX for label in e.labels)
-                                                       for e in examples]
+    assert (stats.thought + stats.answer).tolist() == [
+        sum(label != IGNORE_INDEX for label in e.labels) for e in examples
+    ]
 
 
 def test_thought_tokens_are_the_tokenizers_count_of_the_thought(tiny_model: Path, dataset_dir: Path) -> None:
@@ -68,8 +86,11 @@ def test_thought_tokens_are_the_tokenizers_count_of_the_thought(tiny_model: Path
     for line in (dataset_dir / "multi.jsonl").read_text().splitlines():
         messages = json.loads(line)["messages"]
         if messages[0]["role"] == "user":
-            thoughts = [m["content"][len(THOUGHT_OPEN):m["content"].find(THOUGHT_CLOSE)] for m in messages
-                        if m["role"] == "assistant" and m["content"].startswith(THOUGHT_OPEN)]
+            thoughts = [
+                m["content"][len(THOUGHT_OPEN) : m["content"].find(THOUGHT_CLOSE)]
+                for m in messages
+                if m["role"] == "assistant" and m["content"].startswith(THOUGHT_OPEN)
+            ]
             expected.append(sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in thoughts))
     stats = measure_lengths(dataset_dir, "multi", str(tiny_model), "qwen3")
     assert stats.thought.tolist() == expected
@@ -100,8 +121,20 @@ def test_suggest_cutoff_len_covers_the_percentile() -> None:
 def test_cli_table_json_and_plot(tiny_model: Path, dataset_dir: Path, tmp_path: Path) -> None:
     stats = measure_lengths(dataset_dir, "r1", str(tiny_model), "qwen3")
     png = tmp_path / "lengths.png"
-    code, out = run("stats", "r1", "--dataset-dir", str(dataset_dir), "--tokenizer", str(tiny_model),
-                    "--template", "qwen3", "--cutoff-len", "100", "--plot", str(png))
+    code, out = run(
+        "stats",
+        "r1",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--tokenizer",
+        str(tiny_model),
+        "--template",
+        "qwen3",
+        "--cutoff-len",
+        "100",
+        "--plot",
+        str(png),
+    )
     assert code == 0, out
     total_row = next(line.split() for line in out.splitlines() if line.startswith("total"))
     assert total_row[1:6] == [str(stats.percentile(p)) for p in (50, 90, 95, 99, 100)]
@@ -112,8 +145,20 @@ def test_cli_table_json_and_plot(tiny_model: Path, dataset_dir: Path, tmp_path: 
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") > 100  # signature, IHDR width
 
-    result = CliRunner().invoke(main, ["stats", "r1", "--dataset-dir", str(dataset_dir), "--tokenizer",
-                                       str(tiny_model), "--template", "qwen3", "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "stats",
+            "r1",
+            "--dataset-dir",
+            str(dataset_dir),
+            "--tokenizer",
+            str(tiny_model),
+            "--template",
+            "qwen3",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # LLaMA-Factory's log lines go to stderr
     assert report["records"] == 4 and report["parts"]["total"]["max"] == stats.percentile(100)
@@ -121,11 +166,17 @@ def test_cli_table_json_and_plot(tiny_model: Path, dataset_dir: Path, tmp_path: 
     assert report["truncated_share"]["2048"] == 0.0 and report["suggested_cutoff_len"] == 256
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["r2"], "no dataset 'r2'; did you mean r1"),
-    (["r1", "--template", "qwen33"], "--template qwen33: LLaMA-Factory has no such template; did you mean qwen3"),
-    (["r1", "--tokenizer", "/nonexistent/tokenizer"], "--tokenizer /nonexistent/tokenizer: cannot load a tokenizer"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["r2"], "no dataset 'r2'; did you mean r1"),
+        (["r1", "--template", "qwen33"], "--template qwen33: LLaMA-Factory has no such template; did you mean qwen3"),
+        (
+            ["r1", "--tokenizer", "/nonexistent/tokenizer"],
+            "--tokenizer /nonexistent/tokenizer: cannot load a tokenizer",
+        ),
+    ],
+)
 def test_bad_input_exits_1_with_a_message(tiny_model: Path, dataset_dir: Path, args: list[str], message: str) -> None:
     opts = {"--tokenizer": str(tiny_model), "--template": "qwen3"}
     for key, value in zip(args[1::2], args[2::2], strict=True):
@@ -137,8 +188,9 @@ def test_bad_input_exits_1_with_a_message(tiny_model: Path, dataset_dir: Path, a
 def test_missing_data_file_and_missing_template(tiny_model: Path, dataset_dir: Path, tmp_path: Path) -> None:
     info = json.loads((dataset_dir / "dataset_info.json").read_text())
     (tmp_path / "dataset_info.json").write_text(json.dumps({"r1": info["r1"]}))
-    code, out = run("stats", "r1", "--dataset-dir", str(tmp_path), "--tokenizer", str(tiny_model),
-                    "--template", "qwen3")
+    code, out = run(
+        "stats", "r1", "--dataset-dir", str(tmp_path), "--tokenizer", str(tiny_model), "--template", "qwen3"
+    )
     assert code == 1 and f"{tmp_path / 'r1.jsonl'}: data file of dataset 'r1' is missing" in out, out
     code, out = run("stats", "r1", "--dataset-dir", str(dataset_dir), "--tokenizer", str(tiny_model))
     assert code == 1 and "Pass --template" in out, out  # the tiny model says nothing about its template

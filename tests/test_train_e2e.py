@@ -22,8 +22,14 @@ from lf_reasoning.llamafactory.launch import read_config
 
 R1 = Path(__file__).parents[1] / "examples" / "data" / "r1_distill.jsonl"
 # A short, fast run: the config's defaults are for real data (batch 8 by accumulation, 3 epochs).
-TRAIN_OVERRIDES = ["max_steps=30", "gradient_accumulation_steps=1", "learning_rate=5e-3", "warmup_steps=0",
-                   "logging_steps=3", "save_steps=1000"]
+TRAIN_OVERRIDES = [
+    "max_steps=30",
+    "gradient_accumulation_steps=1",
+    "learning_rate=5e-3",
+    "warmup_steps=0",
+    "logging_steps=3",
+    "save_steps=1000",
+]
 PREDICT_OVERRIDES = ["max_new_tokens=32", "do_sample=false"]
 
 
@@ -43,8 +49,21 @@ def run_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e")
     run("convert", str(R1), "--name", "r1", "--dataset-dir", str(root / "data"))
     out = root / "run"
-    run("config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1", "--dataset-dir",
-        str(root / "data"), "--out", str(out), "--hardware", "cpu")
+    run(
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template",
+        "qwen3",
+        "--dataset",
+        "r1",
+        "--dataset-dir",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--hardware",
+        "cpu",
+    )
     output = run("train", str(out / "train.yaml"), *TRAIN_OVERRIDES)
     assert f"adapter: {out / 'train'}" in output and "training log:" in output and "loss plot:" in output
     assert "predictions:" in run("train", str(out / "predict.yaml"), *PREDICT_OVERRIDES)
@@ -82,8 +101,11 @@ def test_exported_model_loads_and_prompts_as_in_training(run_dir: Path) -> None:
     config = read_config(run_dir / "train.yaml")
     for messages in (
         [{"role": "user", "content": "What is 12 × 15?"}],
-        [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "<think>\nAdd.\n</think>\n\n4"},
-         {"role": "user", "content": "And 2 + 3?"}],
+        [
+            {"role": "user", "content": "2 + 2?"},
+            {"role": "assistant", "content": "<think>\nAdd.\n</think>\n\n4"},
+            {"role": "user", "content": "And 2 + 3?"},
+        ],
         [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "<think>\nAdd.\n</think>\n\n4"}],
     ):
         expected = lf_render(tokenizer, config["template"], config["enable_thinking"], None, messages)
@@ -99,13 +121,27 @@ assistant: "{{content}}{{eos_token}}"
 
 
 def test_custom_template_trains_through_our_launcher_and_exports_its_chat_template(
-        tiny_model: Path, tmp_path: Path) -> None:
+    tiny_model: Path, tmp_path: Path
+) -> None:
     template = tmp_path / "qa_think.yaml"
     template.write_text(CUSTOM_TEMPLATE, encoding="utf-8")
     run("convert", str(R1), "--name", "r1", "--dataset-dir", str(tmp_path / "data"))
     out = tmp_path / "run"
-    run("config", "--model", str(tiny_model), "--template-file", str(template), "--dataset", "r1", "--dataset-dir",
-        str(tmp_path / "data"), "--out", str(out), "--hardware", "cpu")
+    run(
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template-file",
+        str(template),
+        "--dataset",
+        "r1",
+        "--dataset-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+        "--hardware",
+        "cpu",
+    )
     overrides = ["max_steps=6", "gradient_accumulation_steps=1", "logging_steps=2"]
     command = run("train", str(out / "train.yaml"), *overrides, "--dry-run").splitlines()[0]
     assert "-m lf_reasoning.llamafactory.launch" in command  # llamafactory-cli would not know the template
@@ -130,9 +166,16 @@ MEMORISE = [
     {"input": "Legs of a dog?", "reasoning_content": "A dog has four legs.", "content": "Four."},
 ]
 # Full fine-tuning, the four records in one batch, a constant high rate: the loss goes from ~8 to ~0.05 in 60 steps.
-MEMORISE_OVERRIDES = ["max_steps=80", "per_device_train_batch_size=4", "gradient_accumulation_steps=1",
-                      "learning_rate=3e-3", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=10",
-                      "save_steps=1000"]
+MEMORISE_OVERRIDES = [
+    "max_steps=80",
+    "per_device_train_batch_size=4",
+    "gradient_accumulation_steps=1",
+    "learning_rate=3e-3",
+    "lr_scheduler_type=constant",
+    "warmup_steps=0",
+    "logging_steps=10",
+    "save_steps=1000",
+]
 
 
 def test_full_finetune_memorises_and_generates_the_thought_format(tiny_model: Path, tmp_path: Path) -> None:
@@ -140,8 +183,25 @@ def test_full_finetune_memorises_and_generates_the_thought_format(tiny_model: Pa
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MEMORISE), encoding="utf-8")
     run("convert", str(src), "--name", "mem", "--dataset-dir", str(tmp_path / "data"))
     out = tmp_path / "run"
-    run("config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "mem", "--eval-dataset", "mem",
-        "--dataset-dir", str(tmp_path / "data"), "--out", str(out), "--hardware", "cpu", "--finetuning", "full")
+    run(
+        "config",
+        "--model",
+        str(tiny_model),
+        "--template",
+        "qwen3",
+        "--dataset",
+        "mem",
+        "--eval-dataset",
+        "mem",
+        "--dataset-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+        "--hardware",
+        "cpu",
+        "--finetuning",
+        "full",
+    )
     assert f"model: {out / 'train'}" in run("train", str(out / "train.yaml"), *MEMORISE_OVERRIDES)
     log = (out / "train" / "trainer_log.jsonl").read_text().splitlines()
     losses = [e["loss"] for e in map(json.loads, log) if "loss" in e]
@@ -150,8 +210,10 @@ def test_full_finetune_memorises_and_generates_the_thought_format(tiny_model: Pa
 
     rows = [json.loads(line) for line in (out / "predict" / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == len(MEMORISE)
-    expected = {f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n":
-                f"<think>\n{r['reasoning_content']}\n</think>\n\n{r['content']}" for r in MEMORISE}
+    expected = {
+        f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n": f"<think>\n{r['reasoning_content']}\n</think>\n\n{r['content']}"
+        for r in MEMORISE
+    }
     for row in rows:
         predict = row["predict"]
         # a generated thought in LLaMA-Factory's exact form, then a non-empty answer

@@ -55,9 +55,13 @@ def cli(dataset_dir: Path, *names: str) -> Result:
 
 # --- the registry file ---------------------------------------------------------------------------------------
 
+
 def test_clean_registry_passes(tmp_path: Path) -> None:
-    registry(tmp_path, {"r1": sharegpt_entry("r1.jsonl"), "r1_alpaca": alpaca_entry("r1_alpaca.jsonl")},
-             {"r1.jsonl": [SHAREGPT_RECORD] * 3, "r1_alpaca.jsonl": [ALPACA_RECORD]})
+    registry(
+        tmp_path,
+        {"r1": sharegpt_entry("r1.jsonl"), "r1_alpaca": alpaca_entry("r1_alpaca.jsonl")},
+        {"r1.jsonl": [SHAREGPT_RECORD] * 3, "r1_alpaca.jsonl": [ALPACA_RECORD]},
+    )
     result = cli(tmp_path)
     assert result.exit_code == 0, result.output
     assert "error" not in result.output and "warning" not in result.output
@@ -95,8 +99,11 @@ def test_requested_name_absent_suggests_close_match(tmp_path: Path) -> None:
 
 
 def test_only_requested_names_are_checked(tmp_path: Path) -> None:
-    registry(tmp_path, {"good": sharegpt_entry("r1.jsonl"), "bad": {"file_name": "missing.jsonl"}},
-             {"r1.jsonl": [SHAREGPT_RECORD]})
+    registry(
+        tmp_path,
+        {"good": sharegpt_entry("r1.jsonl"), "bad": {"file_name": "missing.jsonl"}},
+        {"r1.jsonl": [SHAREGPT_RECORD]},
+    )
     assert cli(tmp_path, "good").exit_code == 0
     assert cli(tmp_path).exit_code == 1
 
@@ -105,8 +112,15 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     registry(tmp_path, {"a": {"file_name": "a.jsonl", "colums": {}}, "b": [], "c": {"formatting": "sharegpt"}})
     result = cli(tmp_path)
     assert result.exit_code == 1
-    for text in ("a\n", "unknown key 'colums'", "a.jsonl not found", "b\n", "entry is a JSON array",
-                 "c\n", "no data source"):
+    for text in (
+        "a\n",
+        "unknown key 'colums'",
+        "a.jsonl not found",
+        "b\n",
+        "entry is a JSON array",
+        "c\n",
+        "no data source",
+    ):
         assert text in result.output
     assert result.output.rstrip().endswith("4 errors, 0 warnings")
 
@@ -116,6 +130,7 @@ def test_empty_registry_warns(tmp_path: Path) -> None:
 
 
 # --- entry shape ---------------------------------------------------------------------------------------------
+
 
 def test_entry_not_an_object(tmp_path: Path) -> None:
     [message] = messages(check(tmp_path, "data.jsonl"), "error")
@@ -127,17 +142,28 @@ def test_no_source_key(tmp_path: Path) -> None:
     assert "no data source" in message and "file_name" in message
 
 
-@pytest.mark.parametrize(("entry", "expected"), [
-    ({"file_name": "d.jsonl", "colums": {}}, "unknown key 'colums', which LLaMA-Factory ignores (did you mean "
-                                             "'columns'?)"),
-    ({"file_name": "d.jsonl", "columns": {"promt": "instruction"}}, "unknown key 'promt' in columns, which "
-                                                                    "LLaMA-Factory ignores (did you mean 'prompt'?)"),
-    ({"file_name": "d.jsonl", "formatting": "sharegpt", "tags": {**SHAREGPT_TAGS, "role": "role"}},
-     "unknown key 'role' in tags, which LLaMA-Factory ignores (did you mean 'role_tag'?)"),
-    ({"file_name": "d.jsonl", "columns": {"role_tag": "role"}}, "unknown key 'role_tag' in columns, which "
-                                                                "LLaMA-Factory ignores; it belongs in tags"),
-    ({"file_name": "d.jsonl", "comment": "x"}, "unknown key 'comment', which LLaMA-Factory ignores; known keys:"),
-])
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {"file_name": "d.jsonl", "colums": {}},
+            "unknown key 'colums', which LLaMA-Factory ignores (did you mean 'columns'?)",
+        ),
+        (
+            {"file_name": "d.jsonl", "columns": {"promt": "instruction"}},
+            "unknown key 'promt' in columns, which LLaMA-Factory ignores (did you mean 'prompt'?)",
+        ),
+        (
+            {"file_name": "d.jsonl", "formatting": "sharegpt", "tags": {**SHAREGPT_TAGS, "role": "role"}},
+            "unknown key 'role' in tags, which LLaMA-Factory ignores (did you mean 'role_tag'?)",
+        ),
+        (
+            {"file_name": "d.jsonl", "columns": {"role_tag": "role"}},
+            "unknown key 'role_tag' in columns, which LLaMA-Factory ignores; it belongs in tags",
+        ),
+        ({"file_name": "d.jsonl", "comment": "x"}, "unknown key 'comment', which LLaMA-Factory ignores; known keys:"),
+    ],
+)
 def test_unknown_keys(tmp_path: Path, entry: dict[str, Any], expected: str) -> None:
     problems = check(tmp_path, entry, {"d.jsonl": [ALPACA_RECORD]})
     assert any(m.startswith(expected) for m in messages(problems, "error")), messages(problems, "error")
@@ -146,7 +172,8 @@ def test_unknown_keys(tmp_path: Path, entry: dict[str, Any], expected: str) -> N
 def test_unknown_formatting(tmp_path: Path) -> None:
     problems = check(tmp_path, {"file_name": "d.jsonl", "formatting": "sharegtp"}, {"d.jsonl": [ALPACA_RECORD]})
     assert messages(problems, "error") == [
-        "formatting 'sharegtp' is not one of alpaca, sharegpt, openai (did you mean 'sharegpt'?)"]
+        "formatting 'sharegtp' is not one of alpaca, sharegpt, openai (did you mean 'sharegpt'?)"
+    ]
 
 
 def test_ranking_not_bool(tmp_path: Path) -> None:
@@ -159,8 +186,10 @@ def test_value_types(tmp_path: Path) -> None:
     entry = {**sharegpt_entry("d.jsonl"), "num_samples": "100", "subset": None}
     entry["columns"] = {"messages": ["messages"]}
     errors = messages(check(tmp_path, entry, {"d.jsonl": [SHAREGPT_RECORD]}), "error")
-    assert errors == ["num_samples is a JSON string; LLaMA-Factory needs a number",
-                      "columns.messages is a JSON array; it must be a string"]
+    assert errors == [
+        "num_samples is a JSON string; LLaMA-Factory needs a number",
+        "columns.messages is a JSON array; it must be a string",
+    ]
 
 
 def test_split_on_local_file(tmp_path: Path) -> None:
@@ -171,9 +200,11 @@ def test_split_on_local_file(tmp_path: Path) -> None:
 
 # --- partial columns and tags blocks -------------------------------------------------------------------------
 
+
 def test_alpaca_columns_without_prompt_or_query(tmp_path: Path) -> None:
-    problems = check(tmp_path, {"file_name": "d.jsonl", "columns": {"response": "output"}},
-                     {"d.jsonl": [{"output": "4"}]})
+    problems = check(
+        tmp_path, {"file_name": "d.jsonl", "columns": {"response": "output"}}, {"d.jsonl": [{"output": "4"}]}
+    )
     [message] = messages(problems, "error")
     assert message.startswith("the columns block maps neither 'prompt' nor 'query'")
 
@@ -189,8 +220,10 @@ def test_alpaca_columns_without_response_only_suits_pretraining(tmp_path: Path) 
 def test_sharegpt_columns_without_messages(tmp_path: Path) -> None:
     entry = {**sharegpt_entry("d.jsonl"), "columns": {"system": "system"}}
     problems = check(tmp_path, entry, {"d.jsonl": [SHAREGPT_RECORD]})
-    assert messages(problems, "error") == ["the columns block omits 'messages' (LLaMA-Factory sets omitted "
-                                           "columns to None): sharegpt conversion fails with KeyError: None"]
+    assert messages(problems, "error") == [
+        "the columns block omits 'messages' (LLaMA-Factory sets omitted "
+        "columns to None): sharegpt conversion fails with KeyError: None"
+    ]
 
 
 def test_ranking_without_chosen_and_rejected(tmp_path: Path) -> None:
@@ -202,8 +235,11 @@ def test_ranking_without_chosen_and_rejected(tmp_path: Path) -> None:
 
 def test_data_column_ignored_by_partial_columns(tmp_path: Path) -> None:
     record = {"instruction": "Add", "input": "2+2", "output": "4", "system": "Be brief."}
-    problems = check(tmp_path, {"file_name": "d.jsonl", "columns": {"prompt": "instruction", "response": "output"}},
-                     {"d.jsonl": [record]})
+    problems = check(
+        tmp_path,
+        {"file_name": "d.jsonl", "columns": {"prompt": "instruction", "response": "output"}},
+        {"d.jsonl": [record]},
+    )
     assert messages(problems, "error") == []
     assert messages(problems, "warning") == [
         "the data has a column 'input' but no column maps 'query' to it, so LLaMA-Factory ignores it; "
@@ -218,9 +254,9 @@ def test_sharegpt_partial_tags(tmp_path: Path) -> None:
     problems = check(tmp_path, entry, {"d.jsonl": [SHAREGPT_RECORD]})
     assert messages(problems, "error") == [
         "the tags block omits user_tag, assistant_tag (LLaMA-Factory sets omitted tags to None): "
-        "no message can match; spell out every tag"]
-    assert messages(problems, "warning")[0].startswith(
-        "the tags block omits observation_tag, function_tag, system_tag")
+        "no message can match; spell out every tag"
+    ]
+    assert messages(problems, "warning")[0].startswith("the tags block omits observation_tag, function_tag, system_tag")
 
 
 def test_openai_without_tags(tmp_path: Path) -> None:
@@ -230,22 +266,33 @@ def test_openai_without_tags(tmp_path: Path) -> None:
     assert any("'detailed thinking off'" in m and "use formatting 'sharegpt'" in m for m in warnings)
     assert any(m.startswith("openai formatting without a tags block") for m in warnings)
     # and the data shows the defaults cannot work: LLaMA-Factory fails with KeyError: 'from'
-    assert f"messages have no 'from' key (role_tag), first at {tmp_path / 'd.jsonl'}:1; they have content, role: " \
-           "set tags.role_tag to the right key" in messages(problems, "error")
+    assert (
+        f"messages have no 'from' key (role_tag), first at {tmp_path / 'd.jsonl'}:1; they have content, role: "
+        "set tags.role_tag to the right key" in messages(problems, "error")
+    )
 
 
 def test_tags_ignored_with_alpaca(tmp_path: Path) -> None:
     entry = {**alpaca_entry("d.jsonl"), "tags": dict(SHAREGPT_TAGS)}
     problems = check(tmp_path, entry, {"d.jsonl": [ALPACA_RECORD]})
-    assert messages(problems, "warning") == ["tags are ignored with alpaca formatting; did you mean formatting "
-                                             "'sharegpt'?"]
+    assert messages(problems, "warning") == [
+        "tags are ignored with alpaca formatting; did you mean formatting 'sharegpt'?"
+    ]
 
 
 # --- remote entries and files --------------------------------------------------------------------------------
 
+
 def test_remote_entries_are_not_checked(tmp_path: Path) -> None:
-    registry(tmp_path, {"hf": {"hf_hub_url": "org/data"}, "ms": {"ms_hub_url": "org/data"},
-                        "script": {"script_url": "my_script"}, "cloud": {"cloud_file_name": "s3://b/d.json"}})
+    registry(
+        tmp_path,
+        {
+            "hf": {"hf_hub_url": "org/data"},
+            "ms": {"ms_hub_url": "org/data"},
+            "script": {"script_url": "my_script"},
+            "cloud": {"cloud_file_name": "s3://b/d.json"},
+        },
+    )
     result = cli(tmp_path)
     assert result.exit_code == 0, result.output
     assert "info: remote: not checked (hf_hub_url: org/data)" in result.output
@@ -255,8 +302,9 @@ def test_remote_entries_are_not_checked(tmp_path: Path) -> None:
 
 def test_hub_url_shadows_file_name(tmp_path: Path) -> None:
     problems = check(tmp_path, {"file_name": "d.jsonl", "hf_hub_url": "org/data"})
-    assert messages(problems, "warning") == ["has both hf_hub_url and file_name: LLaMA-Factory loads hf_hub_url "
-                                             "and ignores file_name"]
+    assert messages(problems, "warning") == [
+        "has both hf_hub_url and file_name: LLaMA-Factory loads hf_hub_url and ignores file_name"
+    ]
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -295,7 +343,8 @@ def test_folder_of_json_and_jsonl_is_one_type(tmp_path: Path) -> None:
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "parts").mkdir()
     assert messages(check(tmp_path, sharegpt_entry("parts")), "error") == [
-        f"file_name 'parts': folder {tmp_path / 'parts'} is empty"]
+        f"file_name 'parts': folder {tmp_path / 'parts'} is empty"
+    ]
 
 
 def test_arrow_is_not_inspected(tmp_path: Path) -> None:
@@ -306,16 +355,19 @@ def test_arrow_is_not_inspected(tmp_path: Path) -> None:
 def test_empty_data_file(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text("")
     assert messages(check(tmp_path, sharegpt_entry("d.jsonl")), "error") == [
-        f"{tmp_path / 'd.jsonl'}: file is empty (no records)"]
+        f"{tmp_path / 'd.jsonl'}: file is empty (no records)"
+    ]
 
 
 # --- the data ------------------------------------------------------------------------------------------------
 
+
 def test_column_absent_from_data(tmp_path: Path) -> None:
     entry = {"file_name": "d.jsonl", "columns": {"prompt": "question", "response": "answer"}}
     problems = check(tmp_path, entry, {"d.jsonl": [{"question": "2+2?", "response": "4"}]})
-    assert messages(problems, "error") == ["column 'answer' (response) is not in the first 1 record of d.jsonl; "
-                                           "columns present: question, response"]
+    assert messages(problems, "error") == [
+        "column 'answer' (response) is not in the first 1 record of d.jsonl; columns present: question, response"
+    ]
 
 
 def test_default_column_absent_from_data(tmp_path: Path) -> None:
@@ -323,7 +375,8 @@ def test_default_column_absent_from_data(tmp_path: Path) -> None:
     problems = check(tmp_path, entry, {"d.jsonl": [SHAREGPT_RECORD]})
     assert messages(problems, "error") == [
         "column 'conversations' (messages, LLaMA-Factory's default) is not in the first 1 record of d.jsonl; "
-        "columns present: messages, system"]
+        "columns present: messages, system"
+    ]
 
 
 def test_text_file_has_one_column(tmp_path: Path) -> None:
@@ -336,8 +389,9 @@ def test_openai_missing_system_column_is_a_warning(tmp_path: Path) -> None:
     entry = {**sharegpt_entry("d.jsonl"), "formatting": "openai"}
     problems = check(tmp_path, entry, {"d.jsonl": [{"messages": SHAREGPT_RECORD["messages"]}]})
     assert messages(problems, "error") == []
-    assert "column 'system' (system) is not in the first 1 record of d.jsonl; columns present: messages" in \
-        messages(problems, "warning")
+    assert "column 'system' (system) is not in the first 1 record of d.jsonl; columns present: messages" in messages(
+        problems, "warning"
+    )
 
 
 def test_role_values_matching_no_tag(tmp_path: Path) -> None:
@@ -351,24 +405,30 @@ def test_role_values_matching_no_tag(tmp_path: Path) -> None:
 def test_messages_not_a_list(tmp_path: Path) -> None:
     problems = check(tmp_path, sharegpt_entry("d.jsonl"), {"d.jsonl": [{"system": "", "messages": "hi"}]})
     assert messages(problems, "error") == [
-        f"column 'messages' at {tmp_path / 'd.jsonl'}:1 is not a list of message objects"]
+        f"column 'messages' at {tmp_path / 'd.jsonl'}:1 is not a list of message objects"
+    ]
 
 
-@pytest.mark.parametrize("response", [
-    "<think>Add them.</think>4",
-    "<think>\nAdd them.\n</think>\n4",
-    "Add them.\n</think>\n\n4",
-    "<|begin_of_thought|>Add them.<|end_of_thought|>4",
-    "<reasoning>Add them.</reasoning>4",
-    "4 <think>\nAdd them.\n</think>\n\n",
-    "<think>\nAdd them.\n</think>\n\n<think>\nagain\n</think>\n\n4",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "<think>Add them.</think>4",
+        "<think>\nAdd them.\n</think>\n4",
+        "Add them.\n</think>\n\n4",
+        "<|begin_of_thought|>Add them.<|end_of_thought|>4",
+        "<reasoning>Add them.</reasoning>4",
+        "4 <think>\nAdd them.\n</think>\n\n",
+        "<think>\nAdd them.\n</think>\n\n<think>\nagain\n</think>\n\n4",
+    ],
+)
 def test_unrecognised_thought_markup(tmp_path: Path, response: str) -> None:
     records = [SHAREGPT_RECORD, {"system": "", "messages": chat(("user", "2+2?"), ("assistant", response))}]
     problems = check(tmp_path, sharegpt_entry("d.jsonl"), {"d.jsonl": records})
     [message] = messages(problems, "warning")
-    assert message.startswith("1 assistant response(s) in the first 2 records of d.jsonl have thought markup "
-                              f"LLaMA-Factory will not recognise, first at {tmp_path / 'd.jsonl'}:2")
+    assert message.startswith(
+        "1 assistant response(s) in the first 2 records of d.jsonl have thought markup "
+        f"LLaMA-Factory will not recognise, first at {tmp_path / 'd.jsonl'}:2"
+    )
     assert "lf-reasoning convert" in message
 
 
@@ -389,25 +449,29 @@ def test_invalid_records(tmp_path: Path) -> None:
     path.write_text(path.read_text() + '{"messages": [\n[1, 2]\n')
     problems = check(tmp_path, sharegpt_entry("d.jsonl"))
     [message] = messages(problems, "error")
-    assert message.startswith(f"2 invalid record(s) in the first 3 records of d.jsonl, first at {path}:2: "
-                              "invalid JSON")
+    assert message.startswith(f"2 invalid record(s) in the first 3 records of d.jsonl, first at {path}:2: invalid JSON")
 
 
 # --- the report ----------------------------------------------------------------------------------------------
 
+
 def test_format_problems_groups_by_entry() -> None:
-    report = format_problems([
-        Problem("error", None, "no entry 'x'"),
-        Problem("error", "a", "first"),
-        Problem("warning", "b", "second"),
-        Problem("error", "a", "third"),
-        Problem("info", "c", "remote: not checked (hf_hub_url: o/n)"),
-    ])
-    assert report == ("dataset_info.json\n  error: no entry 'x'\n"
-                      "a\n  error: first\n  error: third\n"
-                      "b\n  warning: second\n"
-                      "c\n  info: remote: not checked (hf_hub_url: o/n)\n"
-                      "3 errors, 1 warning, 1 remote entry not checked")
+    report = format_problems(
+        [
+            Problem("error", None, "no entry 'x'"),
+            Problem("error", "a", "first"),
+            Problem("warning", "b", "second"),
+            Problem("error", "a", "third"),
+            Problem("info", "c", "remote: not checked (hf_hub_url: o/n)"),
+        ]
+    )
+    assert report == (
+        "dataset_info.json\n  error: no entry 'x'\n"
+        "a\n  error: first\n  error: third\n"
+        "b\n  warning: second\n"
+        "c\n  info: remote: not checked (hf_hub_url: o/n)\n"
+        "3 errors, 1 warning, 1 remote entry not checked"
+    )
 
 
 # --- LLaMA-Factory's own registry ----------------------------------------------------------------------------
@@ -430,12 +494,12 @@ def test_llamafactory_registry(tmp_path: Path) -> None:
             assert errors == [f"file_name '{entry['file_name']}': {tmp_path / entry['file_name']} not found"]
         else:
             hub = "hf_hub_url" if "hf_hub_url" in entry else "ms_hub_url"
-            assert [p.message for p in mine if p.severity == "info"] == [
-                f"remote: not checked ({hub}: {entry[hub]})"]
+            assert [p.message for p in mine if p.severity == "info"] == [f"remote: not checked ({hub}: {entry[hub]})"]
             if name in LF_BROKEN:
                 assert [m.split(":")[0] for m in errors] == [
                     "ranking is true but there is no columns block, so no 'chosen'",
-                    "ranking is true but there is no columns block, so no 'rejected'"]
+                    "ranking is true but there is no columns block, so no 'rejected'",
+                ]
             else:
                 assert errors == [], name
     # warnings are the two documented hazards only: pre-training corpora and sharegpt tags without the
@@ -444,5 +508,6 @@ def test_llamafactory_registry(tmp_path: Path) -> None:
         if p.severity == "warning":
             assert "omits 'response'" in p.message or p.message.startswith("the tags block omits"), p
     local = sum("file_name" in entry for entry in info.values())
-    assert format_problems(problems).endswith(f"{local + len(LF_BROKEN) * 2} errors, 32 warnings, "
-                                              f"{len(info) - local} remote entries not checked")
+    assert format_problems(problems).endswith(
+        f"{local + len(LF_BROKEN) * 2} errors, 32 warnings, {len(info) - local} remote entries not checked"
+    )

@@ -46,9 +46,16 @@ VARIANTS = {  # name: (dataset, config --method)
 }
 # The tiny model starts from random weights, so it learns from scratch: a rate ~1000x a 7B fine-tune's, a constant
 # schedule, 12 epochs and a batch of 16 (the config's defaults are for fine-tuning a pretrained model).
-TINY_TRAIN = ["num_train_epochs=12", "per_device_train_batch_size=16", "gradient_accumulation_steps=1",
-              "learning_rate=3e-3", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=20",
-              "save_steps=100000"]
+TINY_TRAIN = [
+    "num_train_epochs=12",
+    "per_device_train_batch_size=16",
+    "gradient_accumulation_steps=1",
+    "learning_rate=3e-3",
+    "lr_scheduler_type=constant",
+    "warmup_steps=0",
+    "logging_steps=20",
+    "save_steps=100000",
+]
 TINY_PREDICT = ["do_sample=false", "max_new_tokens=96", "per_device_eval_batch_size=32"]
 MARGIN = 0.15  # a trained model must beat the untrained one and chance by this much accuracy
 
@@ -77,8 +84,10 @@ class Stages:
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-30:])
             sys.exit(f"{tail}\n\nstage {stage} failed (exit status {result.returncode}); full output: {log}")
-        print(f"  [{elapsed:6.1f} s] {stage} (log: {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log})",
-              flush=True)
+        print(
+            f"  [{elapsed:6.1f} s] {stage} (log: {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log})",
+            flush=True,
+        )
         return result.stdout
 
     def summary(self) -> str:
@@ -91,13 +100,17 @@ def write_corpus(with_thoughts: Path, path: Path) -> None:
     """The training texts as the model will see them, for the tiny model's tokenizer (training split only)."""
     template = (HERE / "prompt.txt").read_text(encoding="utf-8").removesuffix("\n")
     with with_thoughts.open(encoding="utf-8", newline="") as f:
-        texts = [f"{template.replace('{prompt}', row['title'])}\n<think>\n{row['thought']}\n</think>\n\n{row['label']}"
-                 f"\n<think>\n\n</think>\n\n{row['label']}\n" for row in csv.DictReader(f)]
+        texts = [
+            f"{template.replace('{prompt}', row['title'])}\n<think>\n{row['thought']}\n</think>\n\n{row['label']}"
+            f"\n<think>\n\n</think>\n\n{row['label']}\n"
+            for row in csv.DictReader(f)
+        ]
     path.write_text("".join(texts), encoding="utf-8")
 
 
-def prepare_data(stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR,
-                 teacher: tuple[str, str] | None = None) -> Path:
+def prepare_data(
+    stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR, teacher: tuple[str, str] | None = None
+) -> Path:
     """Thoughts (OUT/train_with_thoughts.csv, returned): rule-written, or distilled from ``teacher`` (base URL,
     model); then the three datasets (answer-only, with thoughts, test) converted into dataset_dir."""
     with_thoughts, train = out / "train_with_thoughts.csv", str(EXAMPLE / "data" / "train.csv")
@@ -108,25 +121,68 @@ def prepare_data(stages: Stages, out: Path, dataset_dir: Path = DATASET_DIR,
         # kept as the reference answer, and thoughts.py keeps the replies that name it.
         instruction = (HERE / "prompt.txt").read_text(encoding="utf-8").splitlines()[0]
         distilled = out / "distilled.jsonl"
-        stages.run("distill", lf_reasoning("distill", train, "--map", "prompt=title", "--map", "reference=label",
-                                           "--system", instruction, "--base-url", teacher[0], "--model", teacher[1],
-                                           "--concurrency", "32", "--out", str(distilled)))
-        stages.run("thoughts", [sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled),
-                                str(with_thoughts)])
+        stages.run(
+            "distill",
+            lf_reasoning(
+                "distill",
+                train,
+                "--map",
+                "prompt=title",
+                "--map",
+                "reference=label",
+                "--system",
+                instruction,
+                "--base-url",
+                teacher[0],
+                "--model",
+                teacher[1],
+                "--concurrency",
+                "32",
+                "--out",
+                str(distilled),
+            ),
+        )
+        stages.run(
+            "thoughts",
+            [sys.executable, str(EXAMPLE / "thoughts.py"), "--distilled", str(distilled), str(with_thoughts)],
+        )
     common = ["--dataset-dir", str(dataset_dir), "--force", *MAP]
-    stages.run("convert_answer_only", lf_reasoning("convert", str(EXAMPLE / "data" / "train.csv"), "--name",
-                                                   "news_answer_only", "--think", "drop", *common))
-    stages.run("convert_with_thought", lf_reasoning("convert", str(with_thoughts), "--name", "news_with_thought",
-                                                    "--map", "thought=thought", *common))
-    stages.run("convert_test", lf_reasoning("convert", str(EXAMPLE / "data" / "test.csv"), "--name", "news_test",
-                                            "--think", "drop", *common))
+    stages.run(
+        "convert_answer_only",
+        lf_reasoning(
+            "convert", str(EXAMPLE / "data" / "train.csv"), "--name", "news_answer_only", "--think", "drop", *common
+        ),
+    )
+    stages.run(
+        "convert_with_thought",
+        lf_reasoning("convert", str(with_thoughts), "--name", "news_with_thought", "--map", "thought=thought", *common),
+    )
+    stages.run(
+        "convert_test",
+        lf_reasoning("convert", str(EXAMPLE / "data" / "test.csv"), "--name", "news_test", "--think", "drop", *common),
+    )
     return with_thoughts
 
 
 def config_args(variant: str, model: str, out: Path, dataset_dir: Path = DATASET_DIR) -> list[str]:
     dataset, method = VARIANTS[variant]
-    return ["config", "--model", model, "--template", "deepseekr1", "--dataset", dataset, "--eval-dataset",
-            "news_test", "--dataset-dir", str(dataset_dir), "--out", str(out / variant), "--method", method]
+    return [
+        "config",
+        "--model",
+        model,
+        "--template",
+        "deepseekr1",
+        "--dataset",
+        dataset,
+        "--eval-dataset",
+        "news_test",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--out",
+        str(out / variant),
+        "--method",
+        method,
+    ]
 
 
 def predictions(run_dir: Path) -> Path:
@@ -156,8 +212,16 @@ def demo(out: Path, teacher: tuple[str, str] | None) -> int:
         stages.run(f"config_{variant}", lf_reasoning(*args, "--hardware", "cpu", "--finetuning", "full"))
     # The untrained model: answer_only's predict.yaml pointed at the base model instead of the trained one.
     untrained = out / "untrained"
-    stages.run("predict_untrained", lf_reasoning("train", str(out / "answer_only" / "predict.yaml"), *TINY_PREDICT,
-                                                 f"model_name_or_path={tiny}", f"output_dir={untrained / 'predict'}"))
+    stages.run(
+        "predict_untrained",
+        lf_reasoning(
+            "train",
+            str(out / "answer_only" / "predict.yaml"),
+            *TINY_PREDICT,
+            f"model_name_or_path={tiny}",
+            f"output_dir={untrained / 'predict'}",
+        ),
+    )
     for variant in VARIANTS:
         stages.run(f"train_{variant}", lf_reasoning("train", str(out / variant / "train.yaml"), *TINY_TRAIN))
         print(f"  {final_loss(out / variant)}")
@@ -178,10 +242,11 @@ def check(scores: list[dict], classes: int) -> int:
     """Exit status: 0 when every trained model clearly beats the untrained one and chance."""
     untrained, *trained = (s["accuracy"] or 0.0 for s in scores)
     chance = 1 / classes
-    print(f"\nchance {chance:.1%}, untrained {untrained:.1%}; trained: "
-          + ", ".join(f"{name} {acc:.1%}" for name, acc in zip(VARIANTS, trained, strict=True)))
-    failed = [name for name, acc in zip(VARIANTS, trained, strict=True)
-              if acc < max(untrained, chance) + MARGIN]
+    print(
+        f"\nchance {chance:.1%}, untrained {untrained:.1%}; trained: "
+        + ", ".join(f"{name} {acc:.1%}" for name, acc in zip(VARIANTS, trained, strict=True))
+    )
+    failed = [name for name, acc in zip(VARIANTS, trained, strict=True) if acc < max(untrained, chance) + MARGIN]
     if failed:
         print(f"FAILED: {', '.join(failed)} not above max(untrained, chance) + {MARGIN:.0%}", file=sys.stderr)
         return 1
@@ -192,20 +257,37 @@ def gpu_configs(stages: Stages) -> None:
     """Write the committed GPU YAMLs (gpu/VARIANT/*.yaml, paths relative to the repository root) with the same
     commands a user runs."""
     for variant in VARIANTS:
-        stages.run(f"gpu_config_{variant}", lf_reasoning(
-            *config_args(variant, GPU_MODEL, EXAMPLE / "gpu"), "--hardware", "gpu",
-            "--cutoff-len", str(GPU_CUTOFF_LEN), "--relative-paths"))
+        stages.run(
+            f"gpu_config_{variant}",
+            lf_reasoning(
+                *config_args(variant, GPU_MODEL, EXAMPLE / "gpu"),
+                "--hardware",
+                "gpu",
+                "--cutoff-len",
+                str(GPU_CUTOFF_LEN),
+                "--relative-paths",
+            ),
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "demo_out" / "news",
-                        help="work folder: tiny model, runs, logs [default: demo_out/news]")
-    parser.add_argument("--gpu-configs", action="store_true",
-                        help=f"only write gpu/*/*.yaml for {GPU_MODEL} (nothing is trained)")
-    parser.add_argument("--teacher", nargs=2, metavar=("BASE_URL", "MODEL"),
-                        help="distil the thoughts from this OpenAI-compatible server instead of writing them by rule "
-                             "(the API key is read from OPENAI_API_KEY)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "demo_out" / "news",
+        help="work folder: tiny model, runs, logs [default: demo_out/news]",
+    )
+    parser.add_argument(
+        "--gpu-configs", action="store_true", help=f"only write gpu/*/*.yaml for {GPU_MODEL} (nothing is trained)"
+    )
+    parser.add_argument(
+        "--teacher",
+        nargs=2,
+        metavar=("BASE_URL", "MODEL"),
+        help="distil the thoughts from this OpenAI-compatible server instead of writing them by rule "
+        "(the API key is read from OPENAI_API_KEY)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.gpu_configs:

@@ -121,8 +121,10 @@ class ChatClient:
             raise RetryableError("timeout", f"no complete reply within --timeout {self._timeout:g} s") from None
         except aiohttp.ClientConnectorError as err:
             if not self.reached:  # never reached the server: a wrong URL or a server that is not running
-                raise UserError(f"cannot connect to {self.url}: {self.redact(str(err.os_error))}. "
-                                "Check --base-url and that the server is running.") from None
+                raise UserError(
+                    f"cannot connect to {self.url}: {self.redact(str(err.os_error))}. "
+                    "Check --base-url and that the server is running."
+                ) from None
             raise RetryableError("connect_error", self.redact(str(err))) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
             raise RetryableError("connection_reset", self.redact(f"{type(err).__name__}: {err}")) from None
@@ -135,14 +137,17 @@ class ChatClient:
         if status == 401:  # the body is left out: servers echo (part of) the key presented
             if self._key:
                 return UserError(f"{where}: the API key in ${self._key_env} was rejected; check it")
-            return UserError(f"{where}: the server demands an API key; set ${self._key_env} "
-                             "(or name another variable with --api-key-env)")
+            return UserError(
+                f"{where}: the server demands an API key; set ${self._key_env} "
+                "(or name another variable with --api-key-env)"
+            )
         if status in (402, 403):
-            return UserError(f"{where}: access refused (payment or permission)"
-                             + (f": {message}" if message else ""))
+            return UserError(f"{where}: access refused (payment or permission)" + (f": {message}" if message else ""))
         if status == 404:
-            return UserError(f"{where} (Not Found){': ' + message if message else ''}. Check --base-url "
-                             "(it usually ends in /v1) and --model.")
+            return UserError(
+                f"{where} (Not Found){': ' + message if message else ''}. Check --base-url "
+                "(it usually ends in /v1) and --model."
+            )
         if status in _RETRY_STATUS or status >= 500:
             return RetryableError(f"http_{status}", message or f"HTTP {status}", retry_after(headers))
         return RequestError(f"http_{status}", message or f"HTTP {status}")
@@ -207,8 +212,12 @@ def _parse_completion(data: bytes) -> Reply:
         raise RetryableError("no_choices", "reply holds no choices")
     message = choices[0].get("message") or {}
     content = message.get("content")
-    return Reply(reasoning_of(message), content if isinstance(content, str) else "",
-                 choices[0].get("finish_reason"), obj.get("usage"))
+    return Reply(
+        reasoning_of(message),
+        content if isinstance(content, str) else "",
+        choices[0].get("finish_reason"),
+        obj.get("usage"),
+    )
 
 
 async def _read_stream(resp: aiohttp.ClientResponse) -> Reply:
@@ -291,7 +300,7 @@ def reasoning_of(message: dict[str, Any]) -> str | None:
     items = [d for d in details if isinstance(d, dict)]
     texts = [d["text"] for d in items if d.get("type") == "reasoning.text" and isinstance(d.get("text"), str)]
     if not texts:  # a summary stands in when the provider sends no raw text; encrypted items are skipped
-        texts = [d["summary"] for d in items
-                 if d.get("type") == "reasoning.summary" and isinstance(d.get("summary"), str)]
+        texts = [
+            d["summary"] for d in items if d.get("type") == "reasoning.summary" and isinstance(d.get("summary"), str)
+        ]
     return "".join(texts) or None
-

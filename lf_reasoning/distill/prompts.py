@@ -98,8 +98,16 @@ def _prompt(sample: ReasoningSample, where: str, system: str | None, suffix: str
     history = [[t.prompt, t.answer] for t in sample.history] if sample.history else []
     key = hashlib.blake2b(orjson.dumps([sample.system, history, sample.prompt]), digest_size=10).hexdigest()
     text = f"{sample.prompt}\n{suffix}" if suffix else sample.prompt
-    return Prompt(key=key, where=where, prompt=text, system=system if system is not None else sample.system,
-                  history=sample.history, reference=sample.reference, source=sample.source, source_id=sample.id)
+    return Prompt(
+        key=key,
+        where=where,
+        prompt=text,
+        system=system if system is not None else sample.system,
+        history=sample.history,
+        reference=sample.reference,
+        source=sample.source,
+        source_id=sample.id,
+    )
 
 
 def _choose_reader(record: dict[str, Any], where: str) -> tuple[PromptReader, str]:
@@ -110,16 +118,19 @@ def _choose_reader(record: dict[str, Any], where: str) -> tuple[PromptReader, st
         prompt_key = next((k for k in PROMPT_KEYS if isinstance(record.get(k), str)), None)
         if prompt_key is None:
             keys = ", ".join(sorted(record)[:20])
-            raise UserError(f"{where}: no prompt found in the keys [{keys}]; name its column with "
-                            "--map prompt=COLUMN (and --map reference=COLUMN for a reference answer)") from None
+            raise UserError(
+                f"{where}: no prompt found in the keys [{keys}]; name its column with "
+                "--map prompt=COLUMN (and --map reference=COLUMN for a reference answer)"
+            ) from None
         mapping = {"prompt": prompt_key, "system": "system", "id": "id"}
         if prompt_key == "instruction":  # Alpaca without outputs: LLaMA-Factory joins instruction and input
             mapping["query"] = "input"
         reference_key = next((k for k in REFERENCE_KEYS if k in record and k != prompt_key), None)
         if reference_key:
             mapping["reference"] = reference_key
-        return _mapped_reader(mapping), (f"prompts from '{prompt_key}'" + (
-            f", reference answers from '{reference_key}'" if reference_key else ""))
+        return _mapped_reader(mapping), (
+            f"prompts from '{prompt_key}'" + (f", reference answers from '{reference_key}'" if reference_key else "")
+        )
     if fmt.name in ("messages", "sharegpt"):
         return _chat_reader(fmt.read, fmt.name), f"format {fmt.name}: {why}; the last user turn is the prompt"
     if fmt.name == "openr1":  # the prompt is valid whatever became of the dump's generations
@@ -139,8 +150,12 @@ def _chat_reader(read: Callable[[dict[str, Any]], Any], fmt_name: str) -> Prompt
 
     def read_prompt(record: dict[str, Any]) -> ReasoningSample:
         turns = record.get(key)
-        if isinstance(turns, list) and turns and isinstance(turns[-1], dict) and turns[-1].get(role) in (
-                "user", "human"):
+        if (
+            isinstance(turns, list)
+            and turns
+            and isinstance(turns[-1], dict)
+            and turns[-1].get(role) in ("user", "human")
+        ):
             record = {**record, key: [*turns, {role: "assistant", text: ""}]}
         return read(record)[0]
 
@@ -162,7 +177,8 @@ def _mapped_reader(mapping: dict[str, str]) -> PromptReader:
             raise RecordError("empty_prompt", f"field '{prompt_key}' is empty")
         reference = record.get(reference_key) if reference_key is not None else None
         return ReasoningSample(
-            prompt=prompt, answer="",
+            prompt=prompt,
+            answer="",
             system=text(record, system_key, required=False) if system_key is not None else None,
             reference=None if reference is None else str(reference),  # numeric answers (GSM8K-style) become text
             source=identifier(record, source_key) if source_key is not None else None,
@@ -170,4 +186,3 @@ def _mapped_reader(mapping: dict[str, str]) -> PromptReader:
         )
 
     return read
-

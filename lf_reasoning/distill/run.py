@@ -88,8 +88,14 @@ class _Settings:
         return body
 
     def params(self) -> dict[str, Any]:
-        params = {"temperature": self.temperature, "max_tokens": self.max_tokens, "stream": self.stream,
-                  "system": self.system, "prompt_suffix": self.prompt_suffix, "extra_body": self.extra_body or None}
+        params = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stream": self.stream,
+            "system": self.system,
+            "prompt_suffix": self.prompt_suffix,
+            "extra_body": self.extra_body or None,
+        }
         return {k: v for k, v in params.items() if v is not None}
 
 
@@ -149,8 +155,15 @@ def distill(
     report = DistillReport(out=out, failures_file=failures_file, price_in=price_in, price_out=price_out)
 
     def prompts(on_invalid: Callable[[str, RecordError], None], note: Callable[[str], None]) -> Iterator[Prompt]:
-        return iter_prompts(inputs, mapping=prompt_mapping, system=system, prompt_suffix=prompt_suffix,
-                            hub_split=hub_split, on_invalid=on_invalid, log=note)
+        return iter_prompts(
+            inputs,
+            mapping=prompt_mapping,
+            system=system,
+            prompt_suffix=prompt_suffix,
+            hub_split=hub_split,
+            on_invalid=on_invalid,
+            log=note,
+        )
 
     with Output(out, log) as output:
         _check_resumable(output, settings)
@@ -169,8 +182,10 @@ def distill(
                     report.pending += 1
         del seen
         if report.already_done:
-            log(f"{out}: {report.already_done} of {report.planned} records already there; "
-                f"sending the {report.pending} missing")
+            log(
+                f"{out}: {report.already_done} of {report.planned} records already there; "
+                f"sending the {report.pending} missing"
+            )
         failures_file.unlink(missing_ok=True)  # it described the previous run; those requests are retried now
 
         def on_invalid(where: str, err: RecordError) -> None:
@@ -187,8 +202,17 @@ def distill(
                     if (prompt.key, sample) not in output.done:
                         yield prompt, sample
 
-        run = _Run(settings, report, output, log, concurrency=concurrency, max_retries=max_retries,
-                   retry_bad=retry_bad, backoff=backoff, allow_no_thought=allow_no_thought)
+        run = _Run(
+            settings,
+            report,
+            output,
+            log,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            retry_bad=retry_bad,
+            backoff=backoff,
+            allow_no_thought=allow_no_thought,
+        )
         started = time.monotonic()
         try:
             with Failures(failures_file) as failed, Progress(report, enabled=progress) as bar:
@@ -205,8 +229,19 @@ def distill(
 class _Run:
     """The request loop of one run: ``concurrency`` workers share one iterator of jobs."""
 
-    def __init__(self, settings: _Settings, report: DistillReport, output: Output, log: Callable[[str], None], *,
-                 concurrency: int, max_retries: int, retry_bad: int, backoff: float, allow_no_thought: bool) -> None:
+    def __init__(
+        self,
+        settings: _Settings,
+        report: DistillReport,
+        output: Output,
+        log: Callable[[str], None],
+        *,
+        concurrency: int,
+        max_retries: int,
+        retry_bad: int,
+        backoff: float,
+        allow_no_thought: bool,
+    ) -> None:
         self.settings = settings
         self.params = settings.params()
         self.report = report
@@ -220,8 +255,9 @@ class _Run:
         self.thought_seen = False
         self.no_thought = 0
 
-    async def main(self, client: ChatClient, jobs: Iterator[tuple[Prompt, int]], gate: RequestGate,
-                   failed: Failures, bar: Progress) -> None:
+    async def main(
+        self, client: ChatClient, jobs: Iterator[tuple[Prompt, int]], gate: RequestGate, failed: Failures, bar: Progress
+    ) -> None:
         self.client, self.gate, self.failed, self.bar = client, gate, failed, bar
         self.log = bar.around(self.log)
         async with client:
@@ -242,8 +278,9 @@ class _Run:
                 self.gate.charge(-estimate)
                 retries += 1
                 if retries > self.max_retries:
-                    return self._fail(prompt, sample, err.reason, f"gave up after {retries} tries: {err.detail}",
-                                      retries + bad)
+                    return self._fail(
+                        prompt, sample, err.reason, f"gave up after {retries} tries: {err.detail}", retries + bad
+                    )
                 self.report.retried[err.reason] += 1
                 if err.retry_after is not None:
                     self.gate.pause(err.retry_after)
@@ -268,8 +305,9 @@ class _Run:
         if reply.finish_reason == "length":
             return RecordError("length", "the reply was cut off (finish_reason length); raise --max-tokens")
         if reply.finish_reason not in _OK_FINISH:
-            return RecordError(f"finish_{reply.finish_reason}", f"the reply ended with finish_reason "
-                               f"{reply.finish_reason!r}")
+            return RecordError(
+                f"finish_{reply.finish_reason}", f"the reply ended with finish_reason {reply.finish_reason!r}"
+            )
         try:
             thought, answer = reply.thought_and_answer()
         except RecordError as err:
@@ -284,7 +322,8 @@ class _Run:
                 raise UserError(
                     f"{self.no_thought} replies came without a thought (no reasoning_content/reasoning field, no "
                     "<think> markup) and none with one: use a reasoning model, start vLLM/SGLang with "
-                    "--reasoning-parser, or pass --allow-no-thought to keep answer-only records")
+                    "--reasoning-parser, or pass --allow-no-thought to keep answer-only records"
+                )
             return RecordError("no_thought", "the reply has no thought (no reasoning field, no <think> markup)")
         return thought, answer
 
@@ -297,16 +336,27 @@ class _Run:
         details = usage.get("completion_tokens_details")
         self.report.reasoning_tokens += _int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
         cached = usage.get("prompt_tokens_details")  # OpenAI/vLLM; DeepSeek reports prompt_cache_hit_tokens
-        self.report.cached_tokens += (_int(cached.get("cached_tokens")) if isinstance(cached, dict)
-                                      else _int(usage.get("prompt_cache_hit_tokens")))
-        used = prompt_tokens + completion if usage else estimate + estimate_tokens((reply.reasoning or "")
-                                                                                   + reply.content)
+        self.report.cached_tokens += (
+            _int(cached.get("cached_tokens"))
+            if isinstance(cached, dict)
+            else _int(usage.get("prompt_cache_hit_tokens"))
+        )
+        used = (
+            prompt_tokens + completion if usage else estimate + estimate_tokens((reply.reasoning or "") + reply.content)
+        )
         self.gate.charge(used - estimate)
 
-    def _write(self, prompt: Prompt, sample: int, thought: str | None, answer: str, reply: Reply, attempts: int,
-               seconds: float) -> None:
-        record: dict[str, Any] = {"id": f"{prompt.key}-{sample}", "key": prompt.key, "sample": sample,
-                                  "input": prompt.prompt, "reasoning_content": thought, "content": answer}
+    def _write(
+        self, prompt: Prompt, sample: int, thought: str | None, answer: str, reply: Reply, attempts: int, seconds: float
+    ) -> None:
+        record: dict[str, Any] = {
+            "id": f"{prompt.key}-{sample}",
+            "key": prompt.key,
+            "sample": sample,
+            "input": prompt.prompt,
+            "reasoning_content": thought,
+            "content": answer,
+        }
         if prompt.system:
             record["system"] = prompt.system
         if prompt.history:
@@ -317,19 +367,35 @@ class _Run:
             record["repo_name"] = prompt.source
         if prompt.source_id is not None:
             record["source_id"] = prompt.source_id
-        record.update(where=prompt.where, model=self.settings.model, finish_reason=reply.finish_reason,
-                      usage=reply.usage, params=self.params, attempts=attempts, seconds=round(seconds, 3))
+        record.update(
+            where=prompt.where,
+            model=self.settings.model,
+            finish_reason=reply.finish_reason,
+            usage=reply.usage,
+            params=self.params,
+            attempts=attempts,
+            seconds=round(seconds, 3),
+        )
         self.output.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.report.done += 1
         self.bar.advance()
 
-    def _fail(self, prompt: Prompt, sample: int, reason: str, detail: str, attempts: int,
-              reply: Reply | None = None) -> None:
+    def _fail(
+        self, prompt: Prompt, sample: int, reason: str, detail: str, attempts: int, reply: Reply | None = None
+    ) -> None:
         detail = self.client.redact(detail)
         self.report.failed[reason] += 1
         self.log(f"warning: {prompt.where} sample {sample}: failed ({reason}): {detail}")
-        record = {"id": f"{prompt.key}-{sample}", "key": prompt.key, "sample": sample, "where": prompt.where,
-                  "input": prompt.prompt, "reason": reason, "detail": detail, "attempts": attempts}
+        record = {
+            "id": f"{prompt.key}-{sample}",
+            "key": prompt.key,
+            "sample": sample,
+            "where": prompt.where,
+            "input": prompt.prompt,
+            "reason": reason,
+            "detail": detail,
+            "attempts": attempts,
+        }
         if reply is not None:
             record.update(finish_reason=reply.finish_reason, usage=reply.usage)
         self.failed.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
@@ -345,12 +411,16 @@ def _check_resumable(output: Output, settings: _Settings) -> None:
     if output.first is None:
         return
     params = output.first.get("params") or {}
-    for what, old, new in (("--model", output.first.get("model"), settings.model),
-                           ("--system", params.get("system"), settings.system),
-                           ("--prompt-suffix", params.get("prompt_suffix"), settings.prompt_suffix)):
+    for what, old, new in (
+        ("--model", output.first.get("model"), settings.model),
+        ("--system", params.get("system"), settings.system),
+        ("--prompt-suffix", params.get("prompt_suffix"), settings.prompt_suffix),
+    ):
         if old != new:
-            raise UserError(f"{output.path} holds replies made with {what} {old!r}, not {new!r}; resume with the "
-                            "same options, or write to another --out")
+            raise UserError(
+                f"{output.path} holds replies made with {what} {old!r}, not {new!r}; resume with the "
+                "same options, or write to another --out"
+            )
 
 
 def _distill_key(record: dict[str, Any]) -> tuple[str, int]:
@@ -364,8 +434,14 @@ class Output:
     command that writes such files, for messages.
     """
 
-    def __init__(self, path: Path, log: Callable[[str], None], *,
-                 key_of: Callable[[dict[str, Any]], tuple[str, int]] = _distill_key, command: str = "distill") -> None:
+    def __init__(
+        self,
+        path: Path,
+        log: Callable[[str], None],
+        *,
+        key_of: Callable[[dict[str, Any]], tuple[str, int]] = _distill_key,
+        command: str = "distill",
+    ) -> None:
         self.path = path
         self._log = log
         self._key_of = key_of
@@ -385,8 +461,10 @@ class Output:
             self._load()
         except BlockingIOError:
             os.close(self._fd)
-            raise UserError(f"{self.path} is being written by another {self._command} run; wait for it to end "
-                            "or choose another --out") from None
+            raise UserError(
+                f"{self.path} is being written by another {self._command} run; wait for it to end "
+                "or choose another --out"
+            ) from None
         except BaseException:
             os.close(self._fd)
             raise
@@ -400,8 +478,9 @@ class Output:
             for lineno, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     os.ftruncate(self._fd, end)
-                    self._log(f"{self.path}: removed a partial last line ({len(line)} bytes) left by an "
-                              "interrupted run")
+                    self._log(
+                        f"{self.path}: removed a partial last line ({len(line)} bytes) left by an interrupted run"
+                    )
                     break
                 end += len(line)
                 if not line.strip():
@@ -410,8 +489,9 @@ class Output:
                     record = orjson.loads(line)
                     key = self._key_of(record)
                 except (orjson.JSONDecodeError, TypeError, KeyError):
-                    raise UserError(f"{self.path}:{lineno}: not a record written by {self._command}; choose "
-                                    "another --out") from None
+                    raise UserError(
+                        f"{self.path}:{lineno}: not a record written by {self._command}; choose another --out"
+                    ) from None
                 self.done.add(key)
                 if self.first is None:
                     self.first = record
@@ -421,7 +501,7 @@ class Output:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError as err:
             raise UserError(f"cannot write {self.path}: {err.strerror}") from None
 
@@ -469,8 +549,15 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=report.pending, unit="req", desc=desc, file=sys.stderr, disable=None,
-                             mininterval=0.5, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=report.pending,
+                unit="req",
+                desc=desc,
+                file=sys.stderr,
+                disable=None,
+                mininterval=0.5,
+                dynamic_ncols=True,
+            )
 
     def around(self, log: Callable[[str], None]) -> Callable[[str], None]:
         """``log`` writing above the bar instead of through it."""
@@ -494,8 +581,10 @@ class Progress:
 
     def _postfix(self) -> str:
         r = self._report
-        return (f"done={r.done} failed={sum(r.failed.values())} retried={sum(r.retried.values())} "
-                f"tok={_human(r.prompt_tokens + r.completion_tokens)}")
+        return (
+            f"done={r.done} failed={sum(r.failed.values())} retried={sum(r.retried.values())} "
+            f"tok={_human(r.prompt_tokens + r.completion_tokens)}"
+        )
 
     def __enter__(self) -> Progress:
         return self
@@ -544,22 +633,35 @@ def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
 def format_summary(report: DistillReport) -> str:
     """The closing lines: records, failures and retries by reason, tokens, cost."""
     failed = sum(report.failed.values())
-    lines = [f"{'records planned':<22}{report.planned:>10}  ({report.already_done} already in {report.out})",
-             f"{'written this run':<22}{report.done:>10}  → {report.out}",
-             f"{'failed':<22}{failed:>10}" + (f"  → {report.failures_file}" if failed else "")]
+    lines = [
+        f"{'records planned':<22}{report.planned:>10}  ({report.already_done} already in {report.out})",
+        f"{'written this run':<22}{report.done:>10}  → {report.out}",
+        f"{'failed':<22}{failed:>10}" + (f"  → {report.failures_file}" if failed else ""),
+    ]
     lines += [f"  {reason:<20}{count:>10}" for reason, count in report.failed.most_common()]
     retried = sum(report.retried.values())
-    lines.append(f"{'retried attempts':<22}{retried:>10}" + ("  (" + ", ".join(
-        f"{reason} {count}" for reason, count in report.retried.most_common()) + ")" if retried else ""))
+    lines.append(
+        f"{'retried attempts':<22}{retried:>10}"
+        + (
+            "  (" + ", ".join(f"{reason} {count}" for reason, count in report.retried.most_common()) + ")"
+            if retried
+            else ""
+        )
+    )
     if report.invalid or report.duplicates:
-        lines.append(f"{'skipped SRC records':<22}{report.invalid + report.duplicates:>10}  "
-                     f"({report.invalid} unreadable, {report.duplicates} repeated prompts)")
-    lines.append(f"{'tokens':<22}prompt {report.prompt_tokens:,} (cached {report.cached_tokens:,}), completion "
-                 f"{report.completion_tokens:,} (reasoning {report.reasoning_tokens:,})")
+        lines.append(
+            f"{'skipped SRC records':<22}{report.invalid + report.duplicates:>10}  "
+            f"({report.invalid} unreadable, {report.duplicates} repeated prompts)"
+        )
+    lines.append(
+        f"{'tokens':<22}prompt {report.prompt_tokens:,} (cached {report.cached_tokens:,}), completion "
+        f"{report.completion_tokens:,} (reasoning {report.reasoning_tokens:,})"
+    )
     if report.cost is not None:
-        lines.append(f"{'cost':<22}${report.cost:,.4f} at ${report.price_in or 0:g}/M prompt, "
-                     f"${report.price_out or 0:g}/M completion tokens")
+        lines.append(
+            f"{'cost':<22}${report.cost:,.4f} at ${report.price_in or 0:g}/M prompt, "
+            f"${report.price_out or 0:g}/M completion tokens"
+        )
     rate = (report.done + failed) / report.seconds if report.seconds else 0.0
     lines.append(f"{'time':<22}{report.seconds:,.1f} s ({rate:,.1f} requests/s)")
     return "\n".join(lines)
-

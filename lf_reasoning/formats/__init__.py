@@ -30,17 +30,32 @@ class Format:
     read: Reader
 
 
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("openr1", "OpenR1-Math: problem + generations[] with Math-Verify verdicts", detect_openr1, read_openr1),
-    Format("s1k", "s1K: question, thinking_trajectories[0], attempt", detect_s1k, read_s1k),
-    Format("r1_distill", "R1 distill dump: input, reasoning_content, content, score, repo_name",
-           detect_r1_distill, read_r1_distill),
-    Format("medical_cot", "CoT set: Question, Complex_CoT, Response", detect_medical_cot, read_medical_cot),
-    Format("messages", "OpenAI messages (reasoning_content/reasoning, AM info, LLaMA-Factory v1 parts)",
-           detect_messages, read_messages),
-    Format("sharegpt", "ShareGPT conversations (incl. <|begin_of_thought|> markup)", detect_sharegpt, read_sharegpt),
-    Format("alpaca", "Alpaca instruction/input/output (output may hold <think> markup)", detect_alpaca, read_alpaca),
-)}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("openr1", "OpenR1-Math: problem + generations[] with Math-Verify verdicts", detect_openr1, read_openr1),
+        Format("s1k", "s1K: question, thinking_trajectories[0], attempt", detect_s1k, read_s1k),
+        Format(
+            "r1_distill",
+            "R1 distill dump: input, reasoning_content, content, score, repo_name",
+            detect_r1_distill,
+            read_r1_distill,
+        ),
+        Format("medical_cot", "CoT set: Question, Complex_CoT, Response", detect_medical_cot, read_medical_cot),
+        Format(
+            "messages",
+            "OpenAI messages (reasoning_content/reasoning, AM info, LLaMA-Factory v1 parts)",
+            detect_messages,
+            read_messages,
+        ),
+        Format(
+            "sharegpt", "ShareGPT conversations (incl. <|begin_of_thought|> markup)", detect_sharegpt, read_sharegpt
+        ),
+        Format(
+            "alpaca", "Alpaca instruction/input/output (output may hold <think> markup)", detect_alpaca, read_alpaca
+        ),
+    )
+}
 FORMAT_NAMES = ("auto", *FORMATS, "columns")
 
 

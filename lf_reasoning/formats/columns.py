@@ -35,13 +35,17 @@ def column_reader(mapping: dict[str, str]) -> Callable[[dict[str, Any]], list[Re
             fields.text(record, mapping["thought"])  # a mapped thought column must be there
         thought, answer = fields.thought_and_answer(record, mapping.get("thought"), mapping["answer"])
         optional = {f: mapping.get(f) for f in ("system", "reference")}
-        return [ReasoningSample(
-            prompt=fields.text(record, mapping["prompt"]), thought=thought, answer=answer,
-            system=fields.text(record, optional["system"], required=False) if optional["system"] else None,
-            reference=fields.text(record, optional["reference"], required=False) if optional["reference"] else None,
-            score=fields.number(record, mapping["score"]) if "score" in mapping else None,
-            source=fields.identifier(record, mapping["source"]) if "source" in mapping else None,
-            id=fields.identifier(record, mapping["id"]) if "id" in mapping else None,
-        )]
+        return [
+            ReasoningSample(
+                prompt=fields.text(record, mapping["prompt"]),
+                thought=thought,
+                answer=answer,
+                system=fields.text(record, optional["system"], required=False) if optional["system"] else None,
+                reference=fields.text(record, optional["reference"], required=False) if optional["reference"] else None,
+                score=fields.number(record, mapping["score"]) if "score" in mapping else None,
+                source=fields.identifier(record, mapping["source"]) if "source" in mapping else None,
+                id=fields.identifier(record, mapping["id"]) if "id" in mapping else None,
+            )
+        ]
 
     return read

@@ -10,8 +10,15 @@ from lf_reasoning.formats import fields
 from lf_reasoning.sample import ReasoningSample, Turn
 from lf_reasoning.thoughts import merge_thought
 
-_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-          "model": "assistant", "bot": "assistant"}
+_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+}
 
 
 def _first_dict(record: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -82,8 +89,10 @@ def _content_and_thought(msg: dict[str, Any], i: int) -> tuple[str, str | None]:
             elif kind == "reasoning":
                 thoughts.append(part["value"])
             else:
-                raise RecordError("unsupported_content", f"messages[{i}] has a '{kind}' part; only text and "
-                                  "reasoning parts can be converted")
+                raise RecordError(
+                    "unsupported_content",
+                    f"messages[{i}] has a '{kind}' part; only text and reasoning parts can be converted",
+                )
         return "".join(texts), ("\n\n".join(thoughts) if thoughts else None)
     if content is None:
         content = ""
@@ -103,8 +112,11 @@ def _sample_from_turns(turns: list[tuple[Any, str, str | None]], system: str | N
     for i, (raw_role, content, field_thought) in enumerate(turns):
         role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
-            raise RecordError("unsupported_role", f"turn {i} has role {raw_role!r}; supported: user, assistant, "
-                              "system (tool calls cannot be converted yet)")
+            raise RecordError(
+                "unsupported_role",
+                f"turn {i} has role {raw_role!r}; supported: user, assistant, "
+                "system (tool calls cannot be converted yet)",
+            )
         if role == "system":
             if i != 0:
                 raise RecordError("bad_turn_order", f"turn {i} is a system message after the first turn")
@@ -122,5 +134,6 @@ def _sample_from_turns(turns: list[tuple[Any, str, str | None]], system: str | N
     if pending is not None or not pairs:
         raise RecordError("bad_turn_order", "the conversation does not end with an assistant message")
     last = pairs.pop()
-    return ReasoningSample(prompt=last.prompt, answer=last.answer, thought=last.thought, system=system or None,
-                           history=pairs)
+    return ReasoningSample(
+        prompt=last.prompt, answer=last.answer, thought=last.thought, system=system or None, history=pairs
+    )

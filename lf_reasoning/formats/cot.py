@@ -34,6 +34,12 @@ def read_s1k(record: dict[str, Any]) -> list[ReasoningSample]:
         raise RecordError("wrong_type", "thinking_trajectories[0] is not a string")
     thought, answer = merge_thought(trajectory, fields.text(record, "attempt"))
     solution = record.get("solution")
-    return [ReasoningSample(prompt=fields.text(record, "question"), thought=thought, answer=answer,
-                            source=fields.identifier(record, "source_type"),
-                            reference=solution if isinstance(solution, str) else None)]
+    return [
+        ReasoningSample(
+            prompt=fields.text(record, "question"),
+            thought=thought,
+            answer=answer,
+            source=fields.identifier(record, "source_type"),
+            reference=solution if isinstance(solution, str) else None,
+        )
+    ]

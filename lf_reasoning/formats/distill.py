@@ -19,12 +19,19 @@ def detect_r1_distill(record: dict[str, Any]) -> str | None:
 
 def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
     thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
-    return [ReasoningSample(
-        prompt=fields.text(record, "input"), thought=thought, answer=answer,
-        system=fields.text(record, "system", required=False), history=read_history(record.get("history")),
-        score=fields.number(record, "score"), source=fields.identifier(record, "repo_name"),
-        id=fields.identifier(record, "id"), reference=fields.text(record, "reference_answer", required=False),
-    )]
+    return [
+        ReasoningSample(
+            prompt=fields.text(record, "input"),
+            thought=thought,
+            answer=answer,
+            system=fields.text(record, "system", required=False),
+            history=read_history(record.get("history")),
+            score=fields.number(record, "score"),
+            source=fields.identifier(record, "repo_name"),
+            id=fields.identifier(record, "id"),
+            reference=fields.text(record, "reference_answer", required=False),
+        )
+    ]
 
 
 def detect_openr1(record: dict[str, Any]) -> str | None:
@@ -49,17 +56,26 @@ def read_openr1(record: dict[str, Any]) -> list[ReasoningSample | RecordError]:
         if i < len(finish) and finish[i] is not None:
             meta["finish_reason"] = finish[i]
         if meta.get("finish_reason", "stop") != "stop":  # cut off: its thought never closes
-            samples.append(RecordError("unfinished", f"generations[{i}] ended with finish_reason "
-                                       f"{meta['finish_reason']!r}, not 'stop'"))
+            samples.append(
+                RecordError(
+                    "unfinished", f"generations[{i}] ended with finish_reason {meta['finish_reason']!r}, not 'stop'"
+                )
+            )
             continue
         try:
             thought, answer = split_thought(generation)
         except RecordError as err:
             samples.append(RecordError(err.reason, f"generations[{i}]: {err.detail}"))
             continue
-        samples.append(ReasoningSample(
-            prompt=problem, thought=thought, answer=answer, source=fields.identifier(record, "source"),
-            id=fields.identifier(record, "uuid"), reference=fields.text(record, "answer", required=False),
-            meta=meta,
-        ))
+        samples.append(
+            ReasoningSample(
+                prompt=problem,
+                thought=thought,
+                answer=answer,
+                source=fields.identifier(record, "source"),
+                id=fields.identifier(record, "uuid"),
+                reference=fields.text(record, "answer", required=False),
+                meta=meta,
+            )
+        )
     return samples

@@ -22,11 +22,18 @@ def read_alpaca(record: dict[str, Any]) -> list[ReasoningSample]:
     if query:  # LLaMA-Factory joins instruction and input with a newline
         prompt = f"{prompt}\n{query}"
     thought, answer = fields.thought_and_answer(record, None, "output")
-    return [ReasoningSample(
-        prompt=prompt, thought=thought, answer=answer, system=fields.text(record, "system", required=False),
-        history=read_history(record.get("history")), score=fields.number(record, "score"),
-        source=fields.identifier(record, "repo_name"), id=fields.identifier(record, "id"),
-    )]
+    return [
+        ReasoningSample(
+            prompt=prompt,
+            thought=thought,
+            answer=answer,
+            system=fields.text(record, "system", required=False),
+            history=read_history(record.get("history")),
+            score=fields.number(record, "score"),
+            source=fields.identifier(record, "repo_name"),
+            id=fields.identifier(record, "id"),
+        )
+    ]
 
 
 def read_history(value: Any) -> list[Turn]:

@@ -34,8 +34,15 @@ class ChatTemplateCheck:
     message: str
 
 
-def lf_render(tokenizer: Any, template_name: str, enable_thinking: bool | None, system: str | None,
-              messages: Sequence[Mapping[str, str]], *, preserve_thinking: bool = False) -> str:
+def lf_render(
+    tokenizer: Any,
+    template_name: str,
+    enable_thinking: bool | None,
+    system: str | None,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    preserve_thinking: bool = False,
+) -> str:
     """The text LLaMA-Factory feeds the model for ``messages`` at inference (``encode_oneturn``): the generation
     prompt when the last message is the user's, else the prompt followed by the final assistant turn."""
     from llamafactory.data.template import TEMPLATES, ReasoningTemplate
@@ -46,8 +53,9 @@ def lf_render(tokenizer: Any, template_name: str, enable_thinking: bool | None, 
         template.preserve_thinking = preserve_thinking
     turns = [dict(m) for m in messages]
     generate = turns[-1]["role"] == "user"
-    prompt, response = template.encode_oneturn(tokenizer, [*turns, {"role": "assistant", "content": ""}] if generate
-                                               else turns, system)
+    prompt, response = template.encode_oneturn(
+        tokenizer, [*turns, {"role": "assistant", "content": ""}] if generate else turns, system
+    )
     ids = prompt if generate else prompt + response
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
@@ -55,12 +63,14 @@ def lf_render(tokenizer: Any, template_name: str, enable_thinking: bool | None, 
 def hf_render(tokenizer: Any, system: str | None, messages: Sequence[Mapping[str, str]]) -> str:
     """The text the tokenizer's own chat template renders for the same conversation."""
     conversation = ([{"role": "system", "content": system}] if system else []) + [dict(m) for m in messages]
-    return tokenizer.apply_chat_template(conversation, tokenize=False,
-                                         add_generation_prompt=conversation[-1]["role"] == "user")
+    return tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=conversation[-1]["role"] == "user"
+    )
 
 
-def training_chat_template(tokenizer: Any, template_name: str, enable_thinking: bool | None,
-                           preserve_thinking: bool = False) -> str:
+def training_chat_template(
+    tokenizer: Any, template_name: str, enable_thinking: bool | None, preserve_thinking: bool = False
+) -> str:
     """A Jinja chat template that renders as LLaMA-Factory's ``template_name`` does at inference.
 
     Built on LLaMA-Factory's own ``_get_jinja_template`` (turn formats, system, prefix); for a reasoning template
@@ -77,8 +87,11 @@ def training_chat_template(tokenizer: Any, template_name: str, enable_thinking: 
     open_word, close_word = (template._jinja_escape(w) for w in template.thought_words)
     empty = f"'{open_word}{close_word}'"
     strip = "content.split('" + close_word + "')[-1].lstrip('\\n')"
-    strip_when = "false" if enable_thinking is not False and preserve_thinking else (
-        "true" if enable_thinking is False else "not loop.last")
+    strip_when = (
+        "false"
+        if enable_thinking is not False and preserve_thinking
+        else ("true" if enable_thinking is False else "not loop.last")
+    )
     marker = "{% set content = message['content'] %}"
     thought = (
         "{% if message['role'] == 'assistant' %}"
@@ -95,42 +108,51 @@ def training_chat_template(tokenizer: Any, template_name: str, enable_thinking: 
     return jinja
 
 
-def chat_template_mismatches(tokenizer: Any, template_name: str, enable_thinking: bool | None,
-                             preserve_thinking: bool = False) -> list[str]:
+def chat_template_mismatches(
+    tokenizer: Any, template_name: str, enable_thinking: bool | None, preserve_thinking: bool = False
+) -> list[str]:
     """The probe conversations the tokenizer's chat template renders differently from LLaMA-Factory."""
     if tokenizer.chat_template is None:
         return ["the tokenizer has no chat template"]
     mismatches = []
     for system, turns in _PROBES:
         messages = [{"role": role, "content": content} for role, content in turns]
-        ours = lf_render(tokenizer, template_name, enable_thinking, system, messages,
-                         preserve_thinking=preserve_thinking)
+        ours = lf_render(
+            tokenizer, template_name, enable_thinking, system, messages, preserve_thinking=preserve_thinking
+        )
         try:
             theirs = hf_render(tokenizer, system, messages)
         except Exception as err:  # any Jinja failure means the template does not fit
             theirs = f"<error: {err}>"
         if theirs != ours:
-            mismatches.append(f"{turns[-1][0]}-last conversation: chat template gives {theirs!r}, "
-                              f"training gives {ours!r}")
+            mismatches.append(
+                f"{turns[-1][0]}-last conversation: chat template gives {theirs!r}, training gives {ours!r}"
+            )
     return mismatches
 
 
-def align_chat_template(export_dir: Path, template_name: str, enable_thinking: bool | None,
-                        preserve_thinking: bool = False) -> ChatTemplateCheck:
+def align_chat_template(
+    export_dir: Path, template_name: str, enable_thinking: bool | None, preserve_thinking: bool = False
+) -> ChatTemplateCheck:
     """Make the exported tokenizer's chat template render as training did; say whether it had to be replaced."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(export_dir)
     mismatches = chat_template_mismatches(tokenizer, template_name, enable_thinking, preserve_thinking)
     if not mismatches:
-        return ChatTemplateCheck(False, f"{export_dir}: the saved chat template renders exactly as training "
-                                        f"(template {template_name}, enable_thinking {enable_thinking}): kept")
+        return ChatTemplateCheck(
+            False,
+            f"{export_dir}: the saved chat template renders exactly as training "
+            f"(template {template_name}, enable_thinking {enable_thinking}): kept",
+        )
     tokenizer.chat_template = training_chat_template(tokenizer, template_name, enable_thinking, preserve_thinking)
     still = chat_template_mismatches(tokenizer, template_name, enable_thinking, preserve_thinking)
     if still:
         raise UserError(f"{export_dir}: cannot build a chat template matching template {template_name}: {still[0]}")
     tokenizer.save_pretrained(export_dir)
-    return ChatTemplateCheck(True, f"{export_dir}: the saved chat template differed from training ({mismatches[0]}); "
-                                   f"replaced by one rendering as template {template_name} with enable_thinking "
-                                   f"{enable_thinking}")
-
+    return ChatTemplateCheck(
+        True,
+        f"{export_dir}: the saved chat template differed from training ({mismatches[0]}); "
+        f"replaced by one rendering as template {template_name} with enable_thinking "
+        f"{enable_thinking}",
+    )

@@ -51,9 +51,14 @@ COVERED_PERCENTILE = 99.0
 # Recommended sampling for DeepSeek-R1 and Qwen3 in thinking mode (greedy decoding makes them repeat).
 TEMPERATURE, TOP_P = 0.6, 0.95
 # Missing packages LLaMA-Factory requires for a key (``_check_extra_dependencies``), and the key to name.
-_PACKAGE_KEYS = {"jieba": "predict_with_generate", "nltk": "predict_with_generate",
-                 "rouge_chinese": "predict_with_generate", "deepspeed": "deepspeed",
-                 "liger-kernel": "enable_liger_kernel", "matplotlib": "plot_loss"}
+_PACKAGE_KEYS = {
+    "jieba": "predict_with_generate",
+    "nltk": "predict_with_generate",
+    "rouge_chinese": "predict_with_generate",
+    "deepspeed": "deepspeed",
+    "liger-kernel": "enable_liger_kernel",
+    "matplotlib": "plot_loss",
+}
 _FIXES = {
     "bf16": "this machine has no bf16 GPU: set bf16: false (lf-reasoning config --hardware cpu writes none)",
     "fp16": "set fp16: false on a CPU",
@@ -151,6 +156,7 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
 
     def shown(path: Path) -> str:
         return os.path.relpath(path) if req.relative_paths else str(path)
+
     _check_datasets(dataset_dir, [*req.datasets, *([req.eval_dataset] if req.eval_dataset else [])], "--dataset")
 
     notes = [model_note]
@@ -174,8 +180,10 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
 
     enable_thinking, thinking_why = _thinking_for(req.method, reasoning)
     if not reasoning:
-        notes.append(f"enable_thinking left out: `{template}` is a plain template, so it has no effect; thoughts in "
-                     "the data are trained verbatim and answers without one get no empty block")
+        notes.append(
+            f"enable_thinking left out: `{template}` is a plain template, so it has no effect; thoughts in "
+            "the data are trained verbatim and answers without one get no empty block"
+        )
     stats = _measure(req, dataset_dir, template, enable_thinking, warnings)
     if req.method == "answer-only":
         _refuse_thoughts(req, dataset_dir, stats, warnings)
@@ -185,8 +193,11 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     train_dir, adapter = out / "train", req.finetuning != "full"
     for file in (train, predict, export):
         if file is train or adapter:
-            file.set("model_name_or_path", req.model,
-                     "the model to fine-tune." if file is train else "the base model the adapter was trained on.")
+            file.set(
+                "model_name_or_path",
+                req.model,
+                "the model to fine-tune." if file is train else "the base model the adapter was trained on.",
+            )
         else:
             file.set("model_name_or_path", shown(train_dir), "full fine-tuning saves the model in train's output_dir.")
         if file is not train and adapter:
@@ -199,41 +210,60 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     predict.set("do_predict", True, "this file generates predictions; llamafactory-cli eval is gone in 0.9.5.")
     predict.set("predict_with_generate", True, "LLaMA-Factory requires it to save generated_predictions.jsonl.")
     for file in (train, predict, export):
-        file.set("finetuning_type", "full" if not adapter else "lora",
-                 {"lora": "LoRA adapter (rank 8 on all linear layers: LLaMA-Factory's defaults).",
-                  "qlora": "QLoRA is LoRA on a 4-bit base model.",
-                  "full": "all weights are trained."}[req.finetuning])
+        file.set(
+            "finetuning_type",
+            "full" if not adapter else "lora",
+            {
+                "lora": "LoRA adapter (rank 8 on all linear layers: LLaMA-Factory's defaults).",
+                "qlora": "QLoRA is LoRA on a 4-bit base model.",
+                "full": "all weights are trained.",
+            }[req.finetuning],
+        )
     if custom:
         for file in (train, predict, export):
-            file.set(CUSTOM_TEMPLATES_KEY, custom, "lf-reasoning's key: template YAML registered into "
-                     "LLaMA-Factory in every process before it parses this file (run with lf-reasoning train).")
+            file.set(
+                CUSTOM_TEMPLATES_KEY,
+                custom,
+                "lf-reasoning's key: template YAML registered into "
+                "LLaMA-Factory in every process before it parses this file (run with lf-reasoning train).",
+            )
     for file in (train, predict, export):
         file.set("template", template, template_why)
         if enable_thinking is not _NOT_APPLICABLE:
             file.set("enable_thinking", enable_thinking, thinking_why + " Same value in all three files.")
     for file in (train, predict):
-        file.set("dataset_dir", shown(dataset_dir), "where dataset_info.json is (relative to the directory "
-                 "`lf-reasoning config` ran in: run from there)." if req.relative_paths else "where dataset_info.json "
-                 "is (absolute: runs start anywhere).")
+        file.set(
+            "dataset_dir",
+            shown(dataset_dir),
+            "where dataset_info.json is (relative to the directory `lf-reasoning config` ran in: run from there)."
+            if req.relative_paths
+            else "where dataset_info.json is (absolute: runs start anywhere).",
+        )
         file.set("cutoff_len", cutoff_len, cutoff_why)
     train.set("dataset", ",".join(req.datasets), "the converted dataset(s).")
     if req.eval_dataset:
         predict.set("eval_dataset", req.eval_dataset, "held-out data to predict on.")
     else:
-        held_out = (f"{HELD_OUT:.0%} of the records (seed 42) are held out of training; predict.yaml uses the same "
-                    "split, so it predicts only on records the model has not seen.")
+        held_out = (
+            f"{HELD_OUT:.0%} of the records (seed 42) are held out of training; predict.yaml uses the same "
+            "split, so it predicts only on records the model has not seen."
+        )
         train.set("val_size", HELD_OUT, held_out)
         predict.set("dataset", ",".join(req.datasets), "the same data as train.yaml, split the same way.")
         predict.set("val_size", HELD_OUT, held_out)
-        warnings.append(f"no --eval-dataset: predict.yaml predicts on the {HELD_OUT:.0%} of {', '.join(req.datasets)} "
-                        "held out of training")
+        warnings.append(
+            f"no --eval-dataset: predict.yaml predicts on the {HELD_OUT:.0%} of {', '.join(req.datasets)} "
+            "held out of training"
+        )
 
     train.set("output_dir", shown(train_dir), "adapter/model, checkpoints, trainer_log.jsonl and training_loss.png.")
     predict.set("output_dir", shown(out / "predict"), "generated_predictions.jsonl and predict_results.json go here.")
     export.set("export_dir", shown(out / "export"), "the merged model and tokenizer (loadable with transformers).")
     if req.finetuning == "qlora":
-        export.reasons["model_name_or_path"] = ("the unquantized base model: adapters cannot be merged into a 4-bit "
-                                                "model, so QLoRA adapters are merged into the full-precision one.")
+        export.reasons["model_name_or_path"] = (
+            "the unquantized base model: adapters cannot be merged into a 4-bit "
+            "model, so QLoRA adapters are merged into the full-precision one."
+        )
     _training_keys(train, req.finetuning, hardware, cutoff_len, req.packing, req.liger_kernel)
     predict.set("max_new_tokens", cutoff_len, "room for a thought as long as the longest trained record.")
     predict.set("temperature", TEMPERATURE, "sampling recommended for R1/Qwen3 thinking (greedy decoding repeats).")
@@ -246,22 +276,35 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     if hardware in DISTRIBUTED:
         stage = 3 if req.finetuning == "full" else 2
         deepspeed = (f"ds_z{stage}_config.json", _deepspeed_config(stage))
-        sharded = ("weights, gradients and optimizer state are sharded: full fine-tuning" if stage == 3
-                   else "gradients and optimizer state are sharded; LoRA weights are small")
-        train.set("deepspeed", shown(out / deepspeed[0]), f"DeepSpeed ZeRO-{stage} ({sharded}); lf-reasoning train "
-                  "starts it under torchrun (FORCE_TORCHRUN=1), as LLaMA-Factory requires.")
+        sharded = (
+            "weights, gradients and optimizer state are sharded: full fine-tuning"
+            if stage == 3
+            else "gradients and optimizer state are sharded; LoRA weights are small"
+        )
+        train.set(
+            "deepspeed",
+            shown(out / deepspeed[0]),
+            f"DeepSpeed ZeRO-{stage} ({sharded}); lf-reasoning train "
+            "starts it under torchrun (FORCE_TORCHRUN=1), as LLaMA-Factory requires.",
+        )
         train.set("ddp_timeout", 180000000, "rank 0 tokenizes the dataset first; the others must not time out.")
 
-    configs = ConfigSet([train, predict, export], hardware, deepspeed, notes, warnings,
-                        relative_to=shown(out) if req.relative_paths else None)
+    configs = ConfigSet(
+        [train, predict, export],
+        hardware,
+        deepspeed,
+        notes,
+        warnings,
+        relative_to=shown(out) if req.relative_paths else None,
+    )
     pending = {shown(train_dir)}  # produced by train.yaml: may not exist yet
     for file in configs.files:
         ds_content = deepspeed[1] if deepspeed and file is train else None
-        configs.skipped += check_config(file.values, target=hardware, source=file.file_name, config_dir=out,
-                                        pending=pending, deepspeed=ds_content)
+        configs.skipped += check_config(
+            file.values, target=hardware, source=file.file_name, config_dir=out, pending=pending, deepspeed=ds_content
+        )
     configs.skipped = list(dict.fromkeys(configs.skipped))
     return configs
-
 
 
 def _thinking_for(method: Method, reasoning: bool) -> tuple[Any, str]:
@@ -271,12 +314,16 @@ def _thinking_for(method: Method, reasoning: bool) -> tuple[Any, str]:
     if method in ("distill", "cot"):
         return True, "thoughts are kept and trained (`<think>\\n…\\n</think>\\n\\n` before each answer)."
     if method == "answer-only":
-        return True, ("the data has no thoughts, so LLaMA-Factory prepends the empty block "
-                      "`<think>\\n\\n</think>\\n\\n` to each answer and trains it: the model itself writes the empty "
-                      "thought at inference, whatever chat template or enable_thinking flag the serving stack uses "
-                      "(false would put the block in the prompt, so every inference stack would have to add it).")
-    return None, ("mixed data: records with a thought train it; records without one get the empty block in the "
-                  "prompt, masked (LLaMA-Factory's inference then adds the empty block: no thinking by default).")
+        return True, (
+            "the data has no thoughts, so LLaMA-Factory prepends the empty block "
+            "`<think>\\n\\n</think>\\n\\n` to each answer and trains it: the model itself writes the empty "
+            "thought at inference, whatever chat template or enable_thinking flag the serving stack uses "
+            "(false would put the block in the prompt, so every inference stack would have to add it)."
+        )
+    return None, (
+        "mixed data: records with a thought train it; records without one get the empty block in the "
+        "prompt, masked (LLaMA-Factory's inference then adds the empty block: no thinking by default)."
+    )
 
 
 def _check_model(model: str) -> str:
@@ -294,9 +341,11 @@ def _check_model(model: str) -> str:
 
     if any(model == hub_id for sources in SUPPORTED_MODELS.values() for hub_id in sources.values()):
         return f"model {model}: listed by LLaMA-Factory, downloaded when training starts."
-    raise UserError(f"--model {model}: unknown model id with no local files (not a folder, not in the Hugging Face "
-                    f"cache, not listed by LLaMA-Factory). Download it first (huggingface-cli download {model}) or "
-                    "pass a local folder.")
+    raise UserError(
+        f"--model {model}: unknown model id with no local files (not a folder, not in the Hugging Face "
+        f"cache, not listed by LLaMA-Factory). Download it first (huggingface-cli download {model}) or "
+        "pass a local folder."
+    )
 
 
 def _hub_file(repo_id: str, name: str) -> str | None:
@@ -318,14 +367,22 @@ def _check_datasets(dataset_dir: Path, names: Sequence[str], option: str) -> Non
     for name in names:
         if name not in info:
             close = difflib.get_close_matches(name, list(info), n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}?" if close else (
-                f"it has: {', '.join(sorted(info)[:20])}" if info else "create it with lf-reasoning convert")
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else (f"it has: {', '.join(sorted(info)[:20])}" if info else "create it with lf-reasoning convert")
+            )
             raise UserError(f"{option} {name}: no such dataset in {registry}; {hint}")
         entry = info[name]
-        if isinstance(entry, dict) and not any(k in entry for k in REMOTE_KEYS) and isinstance(
-                entry.get("file_name"), str) and not (dataset_dir / entry["file_name"]).exists():
-            raise UserError(f"{option} {name}: its file {dataset_dir / entry['file_name']} is missing (file_name in "
-                            f"{registry})")
+        if (
+            isinstance(entry, dict)
+            and not any(k in entry for k in REMOTE_KEYS)
+            and isinstance(entry.get("file_name"), str)
+            and not (dataset_dir / entry["file_name"]).exists()
+        ):
+            raise UserError(
+                f"{option} {name}: its file {dataset_dir / entry['file_name']} is missing (file_name in {registry})"
+            )
 
 
 def _local_datasets(dataset_dir: Path, names: Sequence[str]) -> bool:
@@ -340,8 +397,9 @@ def _tokenizer_at_hand(tokenizer: str) -> bool:
     return _hub_file(tokenizer, "tokenizer_config.json") is not None
 
 
-def _measure(req: ConfigRequest, dataset_dir: Path, template: str, enable_thinking: Any,
-             warnings: list[str]) -> LengthStats | None:
+def _measure(
+    req: ConfigRequest, dataset_dir: Path, template: str, enable_thinking: Any, warnings: list[str]
+) -> LengthStats | None:
     """Token lengths of all training datasets, or None (with a warning) when no tokenizer or no local data."""
     import numpy as np
 
@@ -349,19 +407,22 @@ def _measure(req: ConfigRequest, dataset_dir: Path, template: str, enable_thinki
 
     tokenizer = req.tokenizer or req.model
     if req.tokenizer is None and not _tokenizer_at_hand(tokenizer):
-        warnings.append(f"no local tokenizer for {tokenizer}: record lengths were not measured, so truncation by "
-                        "cutoff_len is not checked; pass --tokenizer PATH or download the model")
+        warnings.append(
+            f"no local tokenizer for {tokenizer}: record lengths were not measured, so truncation by "
+            "cutoff_len is not checked; pass --tokenizer PATH or download the model"
+        )
         return None
     if not _local_datasets(dataset_dir, req.datasets):
         warnings.append("remote datasets: record lengths were not measured; convert them to local files first")
         return None
     thinking = True if enable_thinking is _NOT_APPLICABLE else enable_thinking
-    parts = [measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=thinking)
-             for name in req.datasets]
+    parts = [measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=thinking) for name in req.datasets]
     if len(parts) == 1:
         return parts[0]
-    return LengthStats(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("prompt", "thought", "answer")),
-                       dropped=sum(p.dropped for p in parts))
+    return LengthStats(
+        *(np.concatenate([getattr(p, a) for p in parts]) for a in ("prompt", "thought", "answer")),
+        dropped=sum(p.dropped for p in parts),
+    )
 
 
 def _refuse_thoughts(req: ConfigRequest, dataset_dir: Path, stats: LengthStats | None, warnings: list[str]) -> None:
@@ -374,9 +435,11 @@ def _refuse_thoughts(req: ConfigRequest, dataset_dir: Path, stats: LengthStats |
         warnings.append("--method answer-only: remote data not checked for thoughts; it must have none")
         return
     if with_thought:
-        raise UserError(f"--method answer-only: {with_thought} record(s) of {', '.join(req.datasets)} have a thought, "
-                        "which would be trained. Re-convert with `lf-reasoning convert … --think drop` (or "
-                        "--think empty), or use --method distill to train the thoughts.")
+        raise UserError(
+            f"--method answer-only: {with_thought} record(s) of {', '.join(req.datasets)} have a thought, "
+            "which would be trained. Re-convert with `lf-reasoning convert … --think drop` (or "
+            "--think empty), or use --method distill to train the thoughts."
+        )
 
 
 def _count_thoughts(dataset_dir: Path, names: Sequence[str]) -> int:
@@ -387,8 +450,9 @@ def _count_thoughts(dataset_dir: Path, names: Sequence[str]) -> int:
     for name in names:
         entry, files = dataset_files(dataset_dir, name)
         for conversation in iter_conversations(name, entry, files):
-            if conversation and any(m["role"] == "assistant" and re.search(r"<think>\s*\S", m["content"])
-                                    for m in conversation[1]):
+            if conversation and any(
+                m["role"] == "assistant" and re.search(r"<think>\s*\S", m["content"]) for m in conversation[1]
+            ):
                 count += 1
     return count
 
@@ -400,43 +464,61 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
     if stats is None:
         if req.cutoff_len is not None:
             return req.cutoff_len, "set with --cutoff-len (record lengths not measured)."
-        warnings.append(f"cutoff_len {DEFAULT_CUTOFF_LEN} is a guess; measure with lf-reasoning stats or pass "
-                        "--cutoff-len")
+        warnings.append(
+            f"cutoff_len {DEFAULT_CUTOFF_LEN} is a guess; measure with lf-reasoning stats or pass --cutoff-len"
+        )
         return DEFAULT_CUTOFF_LEN, "a default for long reasoning records: lengths could not be measured."
     longest = stats.percentile(100.0)
     if req.cutoff_len is not None:
         cutoff, why = req.cutoff_len, f"set with --cutoff-len; the longest record has {longest} tokens."
     else:
         cutoff = suggest_cutoff_len(stats, COVERED_PERCENTILE)
-        why = (f"covers p{COVERED_PERCENTILE:g} of the measured record lengths ({stats.percentile(COVERED_PERCENTILE)} "
-               f"tokens; longest {longest}), rounded up to a multiple of 256.")
+        why = (
+            f"covers p{COVERED_PERCENTILE:g} of the measured record lengths ({stats.percentile(COVERED_PERCENTILE)} "
+            f"tokens; longest {longest}), rounded up to a multiple of 256."
+        )
     share = stats.truncated_share(cutoff)
     if share > 0:
         count = round(share * stats.n)
-        message = (f"cutoff_len {cutoff} would truncate {count} of {stats.n} records ({share:.1%}): LLaMA-Factory "
-                   "cuts their tail silently, the answer and EOS first.")
+        message = (
+            f"cutoff_len {cutoff} would truncate {count} of {stats.n} records ({share:.1%}): LLaMA-Factory "
+            "cuts their tail silently, the answer and EOS first."
+        )
         if not req.allow_truncation:
-            raise UserError(f"{message} Fix: drop them with `lf-reasoning convert … --max-tokens {cutoff} --tokenizer "
-                            f"{req.tokenizer or req.model}`, or pass --cutoff-len {suggest_cutoff_len(stats, 100.0)} "
-                            "(covers every record), or --allow-truncation to accept it.")
+            raise UserError(
+                f"{message} Fix: drop them with `lf-reasoning convert … --max-tokens {cutoff} --tokenizer "
+                f"{req.tokenizer or req.model}`, or pass --cutoff-len {suggest_cutoff_len(stats, 100.0)} "
+                "(covers every record), or --allow-truncation to accept it."
+            )
         warnings.append(message + " (allowed with --allow-truncation)")
         why += f" Truncates {count} record(s): allowed with --allow-truncation."
     return cutoff, why
 
 
-def _training_keys(train: ConfigFile, finetuning: Finetuning, hardware: Hardware, cutoff_len: int, packing: bool,
-                   liger_kernel: bool) -> None:
+def _training_keys(
+    train: ConfigFile, finetuning: Finetuning, hardware: Hardware, cutoff_len: int, packing: bool, liger_kernel: bool
+) -> None:
     full = finetuning == "full"
     # At most 2048 tokens per device step whatever the record length, in a power of two so that accumulation
     # makes up an effective batch of exactly 8.
     batch = next(b for b in (EFFECTIVE_BATCH, 4, 2, 1) if b * cutoff_len <= TOKENS_PER_STEP or b == 1)
-    train.set("per_device_train_batch_size", batch,
-              f"records of up to {cutoff_len} tokens: {batch} per device step (at most {TOKENS_PER_STEP} tokens)."
-              if batch > 1 else "long reasoning records: one per device, accumulate instead.")
-    train.set("gradient_accumulation_steps", EFFECTIVE_BATCH // batch,
-              f"an effective batch of {EFFECTIVE_BATCH} records per device.")
-    train.set("learning_rate", 1.0e-5 if full else 1.0e-4,
-              "full fine-tuning moves every weight: a small rate." if full else "a usual rate for LoRA.")
+    train.set(
+        "per_device_train_batch_size",
+        batch,
+        f"records of up to {cutoff_len} tokens: {batch} per device step (at most {TOKENS_PER_STEP} tokens)."
+        if batch > 1
+        else "long reasoning records: one per device, accumulate instead.",
+    )
+    train.set(
+        "gradient_accumulation_steps",
+        EFFECTIVE_BATCH // batch,
+        f"an effective batch of {EFFECTIVE_BATCH} records per device.",
+    )
+    train.set(
+        "learning_rate",
+        1.0e-5 if full else 1.0e-4,
+        "full fine-tuning moves every weight: a small rate." if full else "a usual rate for LoRA.",
+    )
     train.set("lr_scheduler_type", "cosine", "decays smoothly to zero.")
     train.set("warmup_steps", 0.1, "the first 10% of steps warm up (a float below 1 is a ratio).")
     train.set("logging_steps", 10, "a loss entry in trainer_log.jsonl every 10 steps.")
@@ -446,31 +528,55 @@ def _training_keys(train: ConfigFile, finetuning: Finetuning, hardware: Hardware
     if hardware != "cpu":
         train.set("bf16", True, "bf16 mixed precision: every recent NVIDIA GPU (Ampere or newer) has it.")
     if packing:
-        train.set("neat_packing", True, "packs several records into one cutoff_len sequence without letting them "
-                  "attend to each other (block-diagonal attention), so packing cannot mix thoughts; SFT only.")
+        train.set(
+            "neat_packing",
+            True,
+            "packs several records into one cutoff_len sequence without letting them "
+            "attend to each other (block-diagonal attention), so packing cannot mix thoughts; SFT only.",
+        )
     if liger_kernel:
-        train.set("enable_liger_kernel", True, "Liger's fused kernels cut activation memory; needs "
-                  "`pip install liger-kernel` where it runs.")
+        train.set(
+            "enable_liger_kernel",
+            True,
+            "Liger's fused kernels cut activation memory; needs `pip install liger-kernel` where it runs.",
+        )
 
 
 def _deepspeed_config(stage: int) -> dict[str, Any]:
     """LLaMA-Factory's examples/deepspeed/ds_z{2,3}_config.json: "auto" values are filled from the YAML."""
     zero: dict[str, Any] = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
     if stage == 2:
-        zero |= {"allgather_partitions": True, "allgather_bucket_size": 5e8, "reduce_scatter": True,
-                 "reduce_bucket_size": 5e8, "round_robin_gradients": True}
+        zero |= {
+            "allgather_partitions": True,
+            "allgather_bucket_size": 5e8,
+            "reduce_scatter": True,
+            "reduce_bucket_size": 5e8,
+            "round_robin_gradients": True,
+        }
     else:
-        zero |= {"sub_group_size": 1e9, "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": "auto",
-                 "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 1e9,
-                 "stage3_max_reuse_distance": 1e9, "stage3_gather_16bit_weights_on_model_save": True}
+        zero |= {
+            "sub_group_size": 1e9,
+            "reduce_bucket_size": "auto",
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": "auto",
+            "stage3_max_live_parameters": 1e9,
+            "stage3_max_reuse_distance": 1e9,
+            "stage3_gather_16bit_weights_on_model_save": True,
+        }
     return {
         "train_batch_size": "auto",
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",
         "zero_allow_untested_optimizer": True,
-        "fp16": {"enabled": "auto", "loss_scale": 0, "loss_scale_window": 1000, "initial_scale_power": 16,
-                 "hysteresis": 2, "min_loss_scale": 1},
+        "fp16": {
+            "enabled": "auto",
+            "loss_scale": 0,
+            "loss_scale_window": 1000,
+            "initial_scale_power": 16,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        },
         "bf16": {"enabled": "auto"},
         "zero_optimization": zero,
     }
@@ -508,20 +614,32 @@ _RUN = {
 
 def _header(file: ConfigFile, configs: ConfigSet) -> str:
     path = f"{configs.relative_to}/{file.file_name}" if configs.relative_to else file.file_name
-    lines = [f"{file.file_name}: LLaMA-Factory 0.9.5 config written by lf-reasoning {__version__} "
-             f"(hardware profile: {configs.hardware}).", f"Run: {_RUN[file.kind].format(path=path)}"]
+    lines = [
+        f"{file.file_name}: LLaMA-Factory 0.9.5 config written by lf-reasoning {__version__} "
+        f"(hardware profile: {configs.hardware}).",
+        f"Run: {_RUN[file.kind].format(path=path)}",
+    ]
     if configs.relative_to:
         lines.append(f"Its paths are relative: run it from the folder that holds {configs.relative_to}/.")
     if file.kind == "train" and configs.hardware in DISTRIBUTED:
-        lines += ["DeepSpeed runs under torchrun: lf-reasoning train sets FORCE_TORCHRUN=1. Multi-node: on every node "
-                  "set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (and NPROC_PER_NODE) before the same command. Ray "
-                  "instead of torchrun: USE_RAY=1 lf-reasoning train train.yaml ray_num_workers=N (not with "
-                  "custom_templates: Ray workers import only LLaMA-Factory)."]
+        lines += [
+            "DeepSpeed runs under torchrun: lf-reasoning train sets FORCE_TORCHRUN=1. Multi-node: on every node "
+            "set NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (and NPROC_PER_NODE) before the same command. Ray "
+            "instead of torchrun: USE_RAY=1 lf-reasoning train train.yaml ray_num_workers=N (not with "
+            "custom_templates: Ray workers import only LLaMA-Factory)."
+        ]
     if file.kind == "export":
-        lines += ["llamafactory-cli export keeps the base tokenizer's chat template; lf-reasoning train checks it "
-                  "against the training template after the merge and replaces it when they differ."]
-    lines += [f"Checked with LLaMA-Factory's own argument parser{'; simulated: ' if configs.skipped else ''}"
-              + "; ".join(configs.skipped) + ".", "", "Why each key has its value:"]
+        lines += [
+            "llamafactory-cli export keeps the base tokenizer's chat template; lf-reasoning train checks it "
+            "against the training template after the merge and replaces it when they differ."
+        ]
+    lines += [
+        f"Checked with LLaMA-Factory's own argument parser{'; simulated: ' if configs.skipped else ''}"
+        + "; ".join(configs.skipped)
+        + ".",
+        "",
+        "Why each key has its value:",
+    ]
     out = ["# " + line if line else "#" for text in lines for line in (textwrap.wrap(text, 116) or [""])]
     for key, why in file.reasons.items():
         out += ["#   " + line for line in textwrap.wrap(f"{key}: {why}", 114, subsequent_indent="    ")]
@@ -540,9 +658,15 @@ def config_kind(config: Mapping[str, Any]) -> Kind:
     return "train"
 
 
-def check_config(config: Mapping[str, Any], *, target: Hardware | None = None, source: str = "config",
-                 config_dir: Path | None = None, pending: set[str] = frozenset(),  # type: ignore[assignment]
-                 deepspeed: dict[str, Any] | None = None) -> list[str]:
+def check_config(
+    config: Mapping[str, Any],
+    *,
+    target: Hardware | None = None,
+    source: str = "config",
+    config_dir: Path | None = None,
+    pending: set[str] = frozenset(),  # type: ignore[assignment]
+    deepspeed: dict[str, Any] | None = None,
+) -> list[str]:
     """Refuse (``UserError`` naming the key) what LLaMA-Factory would refuse at some point of the run.
 
     Runs LLaMA-Factory's ``get_train_args`` (train, predict) or ``get_infer_args`` (export) on ``config``, checks
@@ -570,8 +694,10 @@ def check_config(config: Mapping[str, Any], *, target: Hardware | None = None, s
     distributed = bool(ds_path) or (target in DISTRIBUTED if target else _launches_distributed())
     skipped: list[str] = []
     if ds_path:
-        skipped.append("the deepspeed key is checked as a file and its ZeRO stage (transformers would import "
-                       "DeepSpeed and start a process group to parse it)")
+        skipped.append(
+            "the deepspeed key is checked as a file and its ZeRO stage (transformers would import "
+            "DeepSpeed and start a process group to parse it)"
+        )
     _check_types(config, kind, source)
     import llamafactory.hparams.parser as lf_parser
 
@@ -674,8 +800,11 @@ def _check_types(config: Mapping[str, Any], kind: Kind, source: str) -> None:
             continue  # unknown keys are refused by LLaMA-Factory's own parse, with the list of them
         for item in value if isinstance(value, list) and action.nargs in ("+", "*") else [value]:
             if not _fits(action, item):
-                expected = (f"one of {', '.join(map(str, action.choices))}" if action.choices
-                            else f"of type {getattr(action.type, '__name__', 'value')}")
+                expected = (
+                    f"one of {', '.join(map(str, action.choices))}"
+                    if action.choices
+                    else f"of type {getattr(action.type, '__name__', 'value')}"
+                )
                 raise UserError(f"{source}: key '{key}': {item!r} is not {expected}")
 
 
@@ -703,8 +832,10 @@ def _check_paths(config: Mapping[str, Any], kind: Kind, source: str, pending: se
             raise UserError(f"{source}: key 'model_name_or_path': {err.message.split(': ', 1)[1]}") from err
     for adapter in str(config.get("adapter_name_or_path") or "").split(","):
         if adapter and adapter not in pending and not (Path(adapter) / "adapter_config.json").is_file():
-            raise UserError(f"{source}: key 'adapter_name_or_path': {adapter} holds no LoRA adapter "
-                            f"(adapter_config.json){'; run train.yaml first' if kind != 'train' else ''}")
+            raise UserError(
+                f"{source}: key 'adapter_name_or_path': {adapter} holds no LoRA adapter "
+                f"(adapter_config.json){'; run train.yaml first' if kind != 'train' else ''}"
+            )
 
 
 def _check_template_key(config: Mapping[str, Any], source: str) -> None:
@@ -718,8 +849,10 @@ def _check_template_key(config: Mapping[str, Any], source: str) -> None:
 
         close = difflib.get_close_matches(str(template), list(TEMPLATES), n=4)
         hint = f"did you mean {', '.join(close)}?" if close else "see llamafactory/data/template.py"
-        raise UserError(f"{source}: key 'template': LLaMA-Factory has no template {template!r}; {hint} (a template of "
-                        f"your own goes in a YAML file listed under {CUSTOM_TEMPLATES_KEY})")
+        raise UserError(
+            f"{source}: key 'template': LLaMA-Factory has no template {template!r}; {hint} (a template of "
+            f"your own goes in a YAML file listed under {CUSTOM_TEMPLATES_KEY})"
+        )
 
 
 def _zero_stage(path: Any, content: dict[str, Any] | None, source: str) -> int:
@@ -748,12 +881,14 @@ def _config_error(err: Exception, config: Mapping[str, Any], source: str) -> Use
         parts = []
         for key in re.findall(r"'([^']+)'", unused.group(1)):
             close = difflib.get_close_matches(key, known, n=1)
-            parts.append(f"key '{key}': LLaMA-Factory has no such argument" + (f"; did you mean {close[0]}?" if close
-                                                                                 else ""))
+            parts.append(
+                f"key '{key}': LLaMA-Factory has no such argument" + (f"; did you mean {close[0]}?" if close else "")
+            )
         return UserError(f"{source}: {'; '.join(parts)}")
     keys = [k for k in _BACKTICKED.findall(message) if k in config]
-    keys += [k for k in config if k not in keys and re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])",
-                                                              message)]
+    keys += [
+        k for k in config if k not in keys and re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", message)
+    ]
     package = next((p for p in _PACKAGE_KEYS if f"'{p}'" in message or f"install {p}" in message), None)
     if package and not keys:
         keys = [_PACKAGE_KEYS[package]]

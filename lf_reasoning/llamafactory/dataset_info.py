@@ -19,31 +19,69 @@ DATA_CONFIG = "dataset_info.json"
 SOURCE_KEYS = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 ENTRY_KEYS = (*SOURCE_KEYS, "formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags")
-COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
-               "audios", "chosen", "rejected", "kto_tag")
-TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag",
-            "system_tag")
+COLUMN_KEYS = (
+    "prompt",
+    "query",
+    "response",
+    "history",
+    "messages",
+    "system",
+    "tools",
+    "images",
+    "videos",
+    "audios",
+    "chosen",
+    "rejected",
+    "kto_tag",
+)
+TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 FILE_TYPES = ("arrow", "csv", "json", "jsonl", "parquet", "txt")  # llamafactory.extras.constants.FILEEXT2TYPE
 # What LLaMA-Factory uses when an entry has no columns/tags block at all (DatasetAttr defaults).
 DEFAULT_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "messages": "conversations"}
-DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-                "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+DEFAULT_TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
 
 # The ShareGPT layout lf-reasoning writes: OpenAI-like role/content messages, every tag explicit.
-SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-                 "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+SHAREGPT_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
 
 
 def sharegpt_entry(file_name: str) -> dict[str, Any]:
-    return {"file_name": file_name, "formatting": "sharegpt",
-            "columns": {"messages": "messages", "system": "system"}, "tags": dict(SHAREGPT_TAGS)}
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "system": "system"},
+        "tags": dict(SHAREGPT_TAGS),
+    }
 
 
 def alpaca_entry(file_name: str) -> dict[str, Any]:
-    return {"file_name": file_name, "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-                        "history": "history"}}
+    return {
+        "file_name": file_name,
+        "formatting": "alpaca",
+        "columns": {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+            "system": "system",
+            "history": "history",
+        },
+    }
 
 
 def load_dataset_info(dataset_dir: Path) -> dict[str, Any]:
@@ -60,11 +98,15 @@ def load_dataset_info(dataset_dir: Path) -> dict[str, Any]:
     try:
         info = orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
-                        "Fix it by hand; lf-reasoning will not overwrite a registry it cannot read.") from err
+        raise UserError(
+            f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
+            "Fix it by hand; lf-reasoning will not overwrite a registry it cannot read."
+        ) from err
     if not isinstance(info, dict):
-        raise UserError(f"{path}: top level is a JSON {type(info).__name__}; LLaMA-Factory needs an object "
-                        "mapping dataset names to entries")
+        raise UserError(
+            f"{path}: top level is a JSON {type(info).__name__}; LLaMA-Factory needs an object "
+            "mapping dataset names to entries"
+        )
     return info
 
 

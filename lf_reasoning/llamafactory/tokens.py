@@ -178,8 +178,10 @@ def iter_conversations(name: str, entry: dict[str, Any], files: Sequence[Path]) 
             try:
                 aligned = converter(_Row(raw))
             except (KeyError, TypeError, AttributeError) as err:
-                raise UserError(f"{where}: record does not fit the '{name}' entry's columns/tags "
-                                f"({type(err).__name__}: {err}); run `lf-reasoning validate`") from err
+                raise UserError(
+                    f"{where}: record does not fit the '{name}' entry's columns/tags "
+                    f"({type(err).__name__}: {err}); run `lf-reasoning validate`"
+                ) from err
             extras = [key[1:] for key in ("_tools", "_images", "_videos", "_audios") if aligned[key]]
             if extras:
                 raise UserError(f"{where}: the record has {', '.join(extras)}; stats measures text conversations only")

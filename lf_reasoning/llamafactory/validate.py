@@ -42,27 +42,42 @@ REMOTE_NOTE = "remote: not checked"
 OK_NOTE = "ok"
 
 # Every spelling of thought markup lf-reasoning can convert (see lf_reasoning.thoughts).
-THOUGHT_MARKUP = ("<think>", "</think>", "<|begin_of_thought|>", "<|end_of_thought|>", "<reasoning>",
-                  "</reasoning>")
+THOUGHT_MARKUP = ("<think>", "</think>", "<|begin_of_thought|>", "<|end_of_thought|>", "<reasoning>", "</reasoning>")
 # The columns each converter reads (llamafactory.data.converter); chosen/rejected only when ranking.
 USED_COLUMNS = {
-    "alpaca": ("prompt", "query", "response", "history", "system", "tools", "images", "videos", "audios",
-               "kto_tag"),
+    "alpaca": ("prompt", "query", "response", "history", "system", "tools", "images", "videos", "audios", "kto_tag"),
     "sharegpt": ("messages", "system", "tools", "images", "videos", "audios", "kto_tag"),
     "openai": ("messages", "system", "tools", "images", "videos", "audios", "kto_tag"),
 }
 # The column name a user most likely means for a key (LLaMA-Factory's default, else the key itself).
-CONVENTIONAL_COLUMNS = {key: DEFAULT_COLUMNS.get(key, key) for key in (
-    "prompt", "query", "response", "history", "system", "tools", "images", "videos", "audios")}
+CONVENTIONAL_COLUMNS = {
+    key: DEFAULT_COLUMNS.get(key, key)
+    for key in ("prompt", "query", "response", "history", "system", "tools", "images", "videos", "audios")
+}
 REQUIRED_TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag")
 ROLE_TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 # Entry values whose JSON type LLaMA-Factory relies on; ``None`` is also fine where its default is None.
-VALUE_TYPES: dict[str, type] = {**dict.fromkeys(SOURCE_KEYS, str), "ranking": bool, "subset": str,
-                                "split": str, "folder": str, "num_samples": int, "columns": dict, "tags": dict}
+VALUE_TYPES: dict[str, type] = {
+    **dict.fromkeys(SOURCE_KEYS, str),
+    "ranking": bool,
+    "subset": str,
+    "split": str,
+    "folder": str,
+    "num_samples": int,
+    "columns": dict,
+    "tags": dict,
+}
 NULLABLE = ("subset", "folder", "num_samples")
 LEVELS = {"entry": ENTRY_KEYS, "columns": COLUMN_KEYS, "tags": TAG_KEYS}
-JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
-              type(None): "null"}
+JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
+}
 
 
 @dataclass(frozen=True)
@@ -96,16 +111,28 @@ def validate_dataset_info(dataset_dir: Path, names: list[str] | None = None) -> 
     """
     path = dataset_dir / DATA_CONFIG
     if not path.is_file():
-        return [Problem("error", None, f"{path}: not found; LLaMA-Factory reads the registry from "
-                                       "`dataset_dir`/dataset_info.json (run `lf-reasoning convert` to create it)")]
+        return [
+            Problem(
+                "error",
+                None,
+                f"{path}: not found; LLaMA-Factory reads the registry from "
+                "`dataset_dir`/dataset_info.json (run `lf-reasoning convert` to create it)",
+            )
+        ]
     try:
         info = load_dataset_info(dataset_dir)
     except UserError as err:
         return [Problem("error", None, err.message)]
     problems = []
     if path.read_bytes().startswith(b"\xef\xbb\xbf"):  # LLaMA-Factory's json.load rejects a BOM
-        problems.append(Problem("error", None, f"{path}: starts with a UTF-8 byte order mark, which "
-                                               "LLaMA-Factory cannot read; save the file without it"))
+        problems.append(
+            Problem(
+                "error",
+                None,
+                f"{path}: starts with a UTF-8 byte order mark, which "
+                "LLaMA-Factory cannot read; save the file without it",
+            )
+        )
     if not info:
         problems.append(Problem("warning", None, f"{path}: holds no entries"))
     names = list(info) if names is None else list(dict.fromkeys(names))
@@ -114,8 +141,7 @@ def validate_dataset_info(dataset_dir: Path, names: list[str] | None = None) -> 
             problems.append(Problem("error", None, f"no entry '{name}' in {path}{_suggest(name, info)}"))
     selected = [name for name in names if name in info]
     for name in selected:
-        problems += [Problem(severity, name, message) for severity, message in
-                     _check_entry(dataset_dir, info[name])]
+        problems += [Problem(severity, name, message) for severity, message in _check_entry(dataset_dir, info[name])]
     return problems
 
 
@@ -142,13 +168,23 @@ def format_problems(problems: Sequence[Problem]) -> str:
 
 def _check_entry(dataset_dir: Path, entry: Any) -> list[Finding]:
     if not isinstance(entry, dict):
-        return [("error", f"entry is a JSON {_json_type(entry)}, not an object; LLaMA-Factory needs an "
-                          'object such as {"file_name": "data.jsonl", "formatting": "sharegpt", ...}')]
+        return [
+            (
+                "error",
+                f"entry is a JSON {_json_type(entry)}, not an object; LLaMA-Factory needs an "
+                'object such as {"file_name": "data.jsonl", "formatting": "sharegpt", ...}',
+            )
+        ]
     findings = [*_check_keys(entry), *_check_types(entry)]
     formatting = entry.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
-        findings.append(("error", f"formatting {formatting!r} is not one of {', '.join(FORMATTINGS)}"
-                                  f"{_suggest(str(formatting), FORMATTINGS)}"))
+        findings.append(
+            (
+                "error",
+                f"formatting {formatting!r} is not one of {', '.join(FORMATTINGS)}"
+                f"{_suggest(str(formatting), FORMATTINGS)}",
+            )
+        )
         formatting = None  # the entry-shape checks below depend on it
     columns = _effective(entry, "columns", COLUMN_KEYS, DEFAULT_COLUMNS)
     tags = _effective(entry, "tags", TAG_KEYS, DEFAULT_TAGS)
@@ -166,12 +202,21 @@ def _check_entry(dataset_dir: Path, entry: Any) -> list[Finding]:
     elif sources[0] != "file_name":
         findings.append(("info", f"{REMOTE_NOTE} ({sources[0]}: {entry[sources[0]]})"))
         if "file_name" in entry:
-            findings.append(("warning", f"has both {sources[0]} and file_name: LLaMA-Factory loads "
-                                        f"{sources[0]} and ignores file_name"))
+            findings.append(
+                (
+                    "warning",
+                    f"has both {sources[0]} and file_name: LLaMA-Factory loads {sources[0]} and ignores file_name",
+                )
+            )
     elif isinstance(entry["file_name"], str):
         if entry.get("split", "train") != "train":
-            findings.append(("error", f"split {entry['split']!r} on a local file: datasets names the split of "
-                                      "local files 'train', so LLaMA-Factory will fail; drop `split`"))
+            findings.append(
+                (
+                    "error",
+                    f"split {entry['split']!r} on a local file: datasets names the split of "
+                    "local files 'train', so LLaMA-Factory will fail; drop `split`",
+                )
+            )
         file_findings, sample = _read_sample(dataset_dir, entry["file_name"])
         findings += file_findings
     if sample is not None and formatting and columns is not None:
@@ -183,8 +228,10 @@ def _check_entry(dataset_dir: Path, entry: Any) -> list[Finding]:
 
 def _check_keys(entry: dict[str, Any]) -> Iterator[Finding]:
     """Keys LLaMA-Factory does not know: it ignores them, so the setting the user meant never applies."""
-    blocks = [("entry", entry), *((level, entry[level]) for level in ("columns", "tags")
-                                   if isinstance(entry.get(level), dict))]
+    blocks = [
+        ("entry", entry),
+        *((level, entry[level]) for level in ("columns", "tags") if isinstance(entry.get(level), dict)),
+    ]
     for level, block in blocks:
         for key in block:
             if key in LEVELS[level]:
@@ -204,8 +251,13 @@ def _check_types(entry: dict[str, Any]) -> Iterator[Finding]:
         if key not in entry or type(value) is expected or (value is None and key in NULLABLE):
             continue
         if key == "ranking":
-            yield "error", (f"ranking is {value!r}, not true or false; LLaMA-Factory tests `ranking is True`/"
-                            "`is False`, so this entry fits no training stage")
+            yield (
+                "error",
+                (
+                    f"ranking is {value!r}, not true or false; LLaMA-Factory tests `ranking is True`/"
+                    "`is False`, so this entry fits no training stage"
+                ),
+            )
         else:
             yield "error", f"{key} is a JSON {_json_type(value)}; LLaMA-Factory needs a {JSON_TYPES[expected]}"
     for level in ("columns", "tags"):
@@ -216,8 +268,9 @@ def _check_types(entry: dict[str, Any]) -> Iterator[Finding]:
                     yield "error", f"{level}.{key} is a JSON {_json_type(value)}; it must be a string"
 
 
-def _effective(entry: dict[str, Any], block: str, keys: Sequence[str],
-               defaults: dict[str, str]) -> dict[str, str | None] | None:
+def _effective(
+    entry: dict[str, Any], block: str, keys: Sequence[str], defaults: dict[str, str]
+) -> dict[str, str | None] | None:
     """The columns or tags LLaMA-Factory will use (``DatasetAttr.join``); ``None`` when the block is malformed."""
     if block not in entry:
         return {key: defaults.get(key) for key in keys}
@@ -227,20 +280,36 @@ def _effective(entry: dict[str, Any], block: str, keys: Sequence[str],
     return {key: given.get(key) for key in keys}
 
 
-def _check_columns_block(formatting: str, columns: dict[str, str | None], ranking: bool,
-                         explicit: bool) -> Iterator[Finding]:
+def _check_columns_block(
+    formatting: str, columns: dict[str, str | None], ranking: bool, explicit: bool
+) -> Iterator[Finding]:
     omitted = "the columns block omits" if explicit else "there is no columns block, so no"
     if formatting == "alpaca":
         if not columns["prompt"] and not columns["query"]:  # only possible with a columns block
-            yield "error", ("the columns block maps neither 'prompt' nor 'query' (LLaMA-Factory sets omitted "
-                            "columns to None): every user turn would be empty")
+            yield (
+                "error",
+                (
+                    "the columns block maps neither 'prompt' nor 'query' (LLaMA-Factory sets omitted "
+                    "columns to None): every user turn would be empty"
+                ),
+            )
         if not columns["response"] and not ranking:
-            yield "warning", (f"{omitted} 'response' (LLaMA-Factory sets omitted columns to None): every "
-                              "example has an empty response, which suits pre-training (stage: pt) only; "
-                              "SFT drops every example")
+            yield (
+                "warning",
+                (
+                    f"{omitted} 'response' (LLaMA-Factory sets omitted columns to None): every "
+                    "example has an empty response, which suits pre-training (stage: pt) only; "
+                    "SFT drops every example"
+                ),
+            )
     elif not columns["messages"]:
-        yield "error", (f"{omitted} 'messages' (LLaMA-Factory sets omitted columns to None): {formatting} "
-                        "conversion fails with KeyError: None")
+        yield (
+            "error",
+            (
+                f"{omitted} 'messages' (LLaMA-Factory sets omitted columns to None): {formatting} "
+                "conversion fails with KeyError: None"
+            ),
+        )
     if ranking:
         for key in ("chosen", "rejected"):
             if not columns[key]:
@@ -254,22 +323,42 @@ def _check_tags_block(formatting: str, entry: dict[str, Any]) -> Iterator[Findin
             yield "warning", "tags are ignored with alpaca formatting; did you mean formatting 'sharegpt'?"
         return
     if formatting == "openai":
-        yield "warning", ("formatting 'openai' makes LLaMA-Factory append 'detailed thinking off' to the system "
-                          "prompt of every example without tools; use formatting 'sharegpt' with explicit tags")
+        yield (
+            "warning",
+            (
+                "formatting 'openai' makes LLaMA-Factory append 'detailed thinking off' to the system "
+                "prompt of every example without tools; use formatting 'sharegpt' with explicit tags"
+            ),
+        )
         if tags is None:
-            yield "warning", ("openai formatting without a tags block: LLaMA-Factory's defaults (role_tag 'from', "
-                              "content_tag 'value', user_tag 'human', assistant_tag 'gpt') do not match "
-                              "OpenAI messages (conversion fails with KeyError: 'from'); spell out every tag")
+            yield (
+                "warning",
+                (
+                    "openai formatting without a tags block: LLaMA-Factory's defaults (role_tag 'from', "
+                    "content_tag 'value', user_tag 'human', assistant_tag 'gpt') do not match "
+                    "OpenAI messages (conversion fails with KeyError: 'from'); spell out every tag"
+                ),
+            )
     if not isinstance(tags, dict):
         return
     missing = [key for key in REQUIRED_TAGS if key not in tags]
     if missing:
-        yield "error", (f"the tags block omits {', '.join(missing)} (LLaMA-Factory sets omitted tags to None): "
-                        "no message can match; spell out every tag")
+        yield (
+            "error",
+            (
+                f"the tags block omits {', '.join(missing)} (LLaMA-Factory sets omitted tags to None): "
+                "no message can match; spell out every tag"
+            ),
+        )
     optional = [key for key in TAG_KEYS if key not in REQUIRED_TAGS and key not in tags]
     if optional:
-        yield "warning", (f"the tags block omits {', '.join(optional)} (LLaMA-Factory sets omitted tags to None): "
-                          "an example holding such a message is skipped")
+        yield (
+            "warning",
+            (
+                f"the tags block omits {', '.join(optional)} (LLaMA-Factory sets omitted tags to None): "
+                "an example holding such a message is skipped"
+            ),
+        )
 
 
 def _read_sample(dataset_dir: Path, file_name: str) -> tuple[list[Finding], _Sample | None]:
@@ -287,15 +376,28 @@ def _read_sample(dataset_dir: Path, file_name: str) -> tuple[list[Finding], _Sam
     kinds = {file: _file_type(file) for file in files}
     unsupported = [file.name for file, kind in kinds.items() if kind is None]
     if unsupported:
-        note = " (LLaMA-Factory cannot read compressed files)" if any(
-            name.endswith((".gz", ".zst")) for name in unsupported) else ""
+        note = (
+            " (LLaMA-Factory cannot read compressed files)"
+            if any(name.endswith((".gz", ".zst")) for name in unsupported)
+            else ""
+        )
         folder = " and loads every file of a folder, hidden ones included" if path.is_dir() else ""
-        return [("error", f"file_name '{file_name}': unsupported file type: {', '.join(unsupported)}{note}; "
-                          f"LLaMA-Factory reads {', '.join(FILE_TYPES)}{folder}")], None
+        return [
+            (
+                "error",
+                f"file_name '{file_name}': unsupported file type: {', '.join(unsupported)}{note}; "
+                f"LLaMA-Factory reads {', '.join(FILE_TYPES)}{folder}",
+            )
+        ], None
     if len(set(kinds.values())) > 1:
         listing = ", ".join(f"{file.name} ({kind})" for file, kind in kinds.items())
-        return [("error", f"file_name '{file_name}': folder mixes file types ({listing}); "
-                          "LLaMA-Factory needs one type per folder")], None
+        return [
+            (
+                "error",
+                f"file_name '{file_name}': folder mixes file types ({listing}); "
+                "LLaMA-Factory needs one type per folder",
+            )
+        ], None
     kind = kinds[files[0]]
     if kind == "arrow":
         return [("info", f"{file_name}: arrow data not inspected")], None
@@ -322,12 +424,18 @@ def _file_type(path: Path) -> str | None:
     return {"jsonl": "json", "txt": "text"}.get(ext, ext)
 
 
-def _check_data(sample: _Sample, formatting: str, columns: dict[str, str | None],
-                tags: dict[str, str | None] | None, ranking: bool) -> Iterator[Finding]:
+def _check_data(
+    sample: _Sample, formatting: str, columns: dict[str, str | None], tags: dict[str, str | None] | None, ranking: bool
+) -> Iterator[Finding]:
     if sample.invalid:
         where, err = sample.invalid[0]
-        yield "error", (f"{len(sample.invalid)} invalid record(s) in {sample.where}, first at {where}: "
-                        f"{err.detail}; LLaMA-Factory cannot load the file")
+        yield (
+            "error",
+            (
+                f"{len(sample.invalid)} invalid record(s) in {sample.where}, first at {where}: "
+                f"{err.detail}; LLaMA-Factory cannot load the file"
+            ),
+        )
     used = USED_COLUMNS[formatting] + (("chosen", "rejected") if ranking else ())
     present = ", ".join(sorted(sample.columns)) or "none"
     for key in used:
@@ -336,20 +444,23 @@ def _check_data(sample: _Sample, formatting: str, columns: dict[str, str | None]
             default = "" if name != DEFAULT_COLUMNS.get(key) else ", LLaMA-Factory's default"
             # The openai converter reads system/tools with .get: a missing column is skipped, not fatal.
             severity: Severity = "warning" if formatting == "openai" and key in ("system", "tools") else "error"
-            yield severity, (f"column '{name}' ({key}{default}) is not in {sample.where}; "
-                             f"columns present: {present}")
+            yield severity, (f"column '{name}' ({key}{default}) is not in {sample.where}; columns present: {present}")
     mapped = set(columns.values())
     for key, name in CONVENTIONAL_COLUMNS.items():
         if key in used and not columns[key] and name in sample.columns and name not in mapped:
-            yield "warning", (f"the data has a column '{name}' but no column maps '{key}' to it, so "
-                              f"LLaMA-Factory ignores it; add \"{key}\": \"{name}\" to columns")
+            yield (
+                "warning",
+                (
+                    f"the data has a column '{name}' but no column maps '{key}' to it, so "
+                    f'LLaMA-Factory ignores it; add "{key}": "{name}" to columns'
+                ),
+            )
     if formatting != "alpaca" and tags and columns["messages"] in sample.columns:
         yield from _check_messages(sample, formatting, columns["messages"], tags)
     yield from _check_thoughts(sample, formatting, columns, tags, ranking)
 
 
-def _check_messages(sample: _Sample, formatting: str, column: str,
-                    tags: dict[str, str | None]) -> Iterator[Finding]:
+def _check_messages(sample: _Sample, formatting: str, column: str, tags: dict[str, str | None]) -> Iterator[Finding]:
     role_tag, content_tag = tags["role_tag"], tags["content_tag"]
     if not all(tags[key] for key in REQUIRED_TAGS):
         return  # the tags block check reported it; every message would fail to match
@@ -373,8 +484,13 @@ def _check_messages(sample: _Sample, formatting: str, column: str,
         yield "error", f"column '{column}' at {malformed} is not a list of message objects"
     for tag, (where, keys) in missing.items():
         key = "role_tag" if tag == role_tag else "content_tag"
-        yield "error", (f"messages have no '{tag}' key ({key}), first at {where}; they have "
-                        f"{', '.join(keys) or 'no keys'}: set tags.{key} to the right key")
+        yield (
+            "error",
+            (
+                f"messages have no '{tag}' key ({key}), first at {where}; they have "
+                f"{', '.join(keys) or 'no keys'}: set tags.{key} to the right key"
+            ),
+        )
     if unknown:
         values = ", ".join(f"'{value}' (first at {where})" for value, where in unknown.items())
         known = ", ".join(f"{key}='{value}'" for value, key in roles.items())
@@ -382,20 +498,35 @@ def _check_messages(sample: _Sample, formatting: str, column: str,
         yield "error", f"role value {values} matches none of the tags ({known}); LLaMA-Factory {effect}"
 
 
-def _check_thoughts(sample: _Sample, formatting: str, columns: dict[str, str | None],
-                    tags: dict[str, str | None] | None, ranking: bool) -> Iterator[Finding]:
-    bad = [(where, text) for where, record in sample.records
-           for text in _assistant_texts(record, formatting, columns, tags, ranking) if not _recognised(text)]
+def _check_thoughts(
+    sample: _Sample, formatting: str, columns: dict[str, str | None], tags: dict[str, str | None] | None, ranking: bool
+) -> Iterator[Finding]:
+    bad = [
+        (where, text)
+        for where, record in sample.records
+        for text in _assistant_texts(record, formatting, columns, tags, ranking)
+        if not _recognised(text)
+    ]
     if bad:
         where, text = bad[0]
-        yield "warning", (f"{len(bad)} assistant response(s) in {sample.where} have thought markup LLaMA-Factory "
-                          f"will not recognise, first at {where}: {text[:40]!r}; its reasoning templates only "
-                          f"handle {THOUGHT_OPEN + '…' + THOUGHT_CLOSE!r} at the start of a response. "
-                          "Run `lf-reasoning convert` to rewrite it")
+        yield (
+            "warning",
+            (
+                f"{len(bad)} assistant response(s) in {sample.where} have thought markup LLaMA-Factory "
+                f"will not recognise, first at {where}: {text[:40]!r}; its reasoning templates only "
+                f"handle {THOUGHT_OPEN + '…' + THOUGHT_CLOSE!r} at the start of a response. "
+                "Run `lf-reasoning convert` to rewrite it"
+            ),
+        )
 
 
-def _assistant_texts(record: dict[str, Any], formatting: str, columns: dict[str, str | None],
-                     tags: dict[str, str | None] | None, ranking: bool) -> list[str]:
+def _assistant_texts(
+    record: dict[str, Any],
+    formatting: str,
+    columns: dict[str, str | None],
+    tags: dict[str, str | None] | None,
+    ranking: bool,
+) -> list[str]:
     """The trained responses of one record: outputs, history answers, assistant messages, chosen/rejected."""
     pairs = [columns[key] for key in ("chosen", "rejected") if ranking and columns[key]]
     if formatting == "alpaca":
@@ -406,8 +537,11 @@ def _assistant_texts(record: dict[str, Any], formatting: str, columns: dict[str,
     elif tags and tags["role_tag"] and tags["content_tag"]:
         messages = record.get(columns["messages"] or "")
         candidates = [*(messages if isinstance(messages, list) else ()), *(record.get(name) for name in pairs)]
-        values = [m.get(tags["content_tag"]) for m in candidates
-                  if isinstance(m, dict) and m.get(tags["role_tag"]) == tags["assistant_tag"]]
+        values = [
+            m.get(tags["content_tag"])
+            for m in candidates
+            if isinstance(m, dict) and m.get(tags["role_tag"]) == tags["assistant_tag"]
+        ]
     else:
         values = []
     return [value for value in values if isinstance(value, str)]
@@ -419,7 +553,7 @@ def _recognised(text: str) -> bool:
         return True
     if not text.startswith(THOUGHT_OPEN):
         return False
-    thought, close, answer = text[len(THOUGHT_OPEN):].partition(THOUGHT_CLOSE)
+    thought, close, answer = text[len(THOUGHT_OPEN) :].partition(THOUGHT_CLOSE)
     return bool(close) and not any(tag in part for part in (thought, answer) for tag in THOUGHT_MARKUP)
 
 
