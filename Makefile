@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check lf_reasoning tests bench examples
+	$(BIN)/ruff format --check lf_reasoning tests bench examples
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -211,7 +211,9 @@ def test_full_finetune_memorises_and_generates_the_thought_format(tiny_model: Pa
     rows = [json.loads(line) for line in (out / "predict" / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == len(MEMORISE)
     expected = {
-        f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n": f"<think>\n{r['reasoning_content']}\n</think>\n\n{r['content']}"
+        f"<|im_start|>user\n{r['input']}<|im_end|>\n<|im_start|>assistant\n": (
+            f"<think>\n{r['reasoning_content']}\n</think>\n\n{r['content']}"
+        )
         for r in MEMORISE
     }
     for row in rows:
