@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -44,8 +45,10 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lf_reasoning.distill import distill  # noqa: E402
-from lf_reasoning.distill.run import RAMP_S  # noqa: E402
+from lf_reasoning.api.options import RequestOptions  # noqa: E402
+from lf_reasoning.api.runner import RAMP_S  # noqa: E402
+from lf_reasoning.commands.distill import DistillOptions, distill  # noqa: E402
+from lf_reasoning.record.inputs import Inputs  # noqa: E402
 
 CLIENTS = ("bare aiohttp", "distill")
 
@@ -79,21 +82,25 @@ def run_bare(url: str, n: int, concurrency: int, out: Path) -> float:
 
 
 def run_distill(src: Path, out: Path, url: str, n: int, concurrency: int, stream: bool) -> float:
-    report = distill(
-        [str(src)], out, base_url=url, model="bench", concurrency=concurrency, stream=stream, api_key_env="BENCH_NO_KEY"
-    )
+    request = RequestOptions(url, "bench", api_key_env="BENCH_NO_KEY", concurrency=concurrency)
+    report = distill(DistillOptions(Inputs((str(src),), prompts=True), request, stream=stream), out)
     assert report.done == n and not report.failed, report
     return report.seconds
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+class Server(NamedTuple):
+    proc: subprocess.Popen[str]
+    url: str
+
+
+def start_server(latency: float) -> Server:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+    return Server(proc, proc.stdout.readline().strip())
 
 
 def write_prompts(path: Path, n: int) -> None:
@@ -229,7 +236,8 @@ def main() -> None:
     busy, started = machine_busy_seconds(), time.perf_counter()
     time.sleep(1.0)
     busy_before = (machine_busy_seconds() - busy) / (time.perf_counter() - started)
-    server, url = start_server(args.latency)
+    server = start_server(args.latency)
+    url = server.url
     try:
         print(
             f"server {url}, latency {args.latency * 1000:.0f} ms, {'streaming' if args.stream else 'non-streaming'} "
@@ -252,7 +260,7 @@ def main() -> None:
             }
             for i in range(args.repeat):
                 for name in CLIENTS:
-                    m = measure(runs[name], out, server.pid)
+                    m = measure(runs[name], out, server.proc.pid)
                     results[name].append(m)
                     print(
                         row(
@@ -288,8 +296,8 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        server.terminate()
-        server.wait()
+        server.proc.terminate()
+        server.proc.wait()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import orjson
 from bench_convert import paragraph  # same generated text as the convert benchmark (bench/ is on sys.path)
 
 from lf_reasoning.llamafactory.dataset_info import sharegpt_entry, write_dataset_info
+from lf_reasoning.llamafactory.lengths import BATCH_SIZE, measure_lengths
 from lf_reasoning.llamafactory.tokens import TokenCounter
-from lf_reasoning.stats import BATCH_SIZE, measure_lengths
-from lf_reasoning.thoughts import render_response
+from lf_reasoning.record.thoughts import render_response
 from lf_reasoning.tiny_model import build_tiny_model
 
 NAME = "bench_stats"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from lf_reasoning.verify import verify_file
+from lf_reasoning.commands.verify import VerifyOptions, verify
+from lf_reasoning.record.inputs import Inputs
 
 FILLER = (
     "We first restate the problem, then compute each part step by step and check the result against the "
@@ -119,7 +120,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs")
     for workers in args.workers:
         start, own, children = time.perf_counter(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
-        report = verify_file(src, args.workdir / f"verified_{workers}.jsonl", workers=workers)
+        report = verify(VerifyOptions(Inputs((str(src),)), args.workdir / f"verified_{workers}.jsonl", workers=workers))
         secs = time.perf_counter() - start
         own, children = _cpu(resource.RUSAGE_SELF) - own, _cpu(resource.RUSAGE_CHILDREN) - children
         print(

@@ -7,8 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from lf_reasoning.convert import convert, format_report
+from lf_reasoning.commands.convert import ConvertOptions, convert, format_report
 from lf_reasoning.llamafactory.validate import format_problems, validate_dataset_info
+from lf_reasoning.record.inputs import Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data"
@@ -21,7 +22,8 @@ def main() -> None:
     for src in sorted(DATA.relative_to(ROOT).iterdir()):
         name = src.name.split(".")[0]
         t = time.perf_counter()
-        report = convert([str(src)], name, OUT.relative_to(ROOT), force=True, log=lambda msg: print(f"  {msg}"))
+        options = ConvertOptions(Inputs((str(src),)), name, OUT.relative_to(ROOT), force=True)
+        report = convert(options, log=lambda msg: print(f"  {msg}"))
         print(f"[{time.perf_counter() - t:5.2f} s] {name}")
         print("  " + format_report(report).replace("\n", "\n  "))
     print("\nlf-reasoning validate --dataset-dir dataset_info")

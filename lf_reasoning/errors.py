@@ -16,3 +16,7 @@ class RecordError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self) -> tuple[type[RecordError], tuple[str, str]]:
+        # the default pickles ``args`` (the detail alone): records rejected in the main process travel to workers
+        return RecordError, (self.reason, self.detail)

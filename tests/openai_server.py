@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -64,10 +64,15 @@ class Seen:
     authorization: str | None
 
 
-def expected_reply(prompt: str) -> tuple[str, str]:
-    """The (thought, answer) the server gives for ``prompt`` (the last user message)."""
+class Expected(NamedTuple):
+    thought: str
+    answer: str
+
+
+def expected_reply(prompt: str) -> Expected:
+    """The thought and answer the server gives for ``prompt`` (the last user message)."""
     digest = hashlib.sha1(prompt.encode()).hexdigest()[:8]
-    return f"The question is: {prompt}\nIts digest is {digest}.", f"The answer is \\boxed{{{digest}}}."
+    return Expected(f"The question is: {prompt}\nIts digest is {digest}.", f"The answer is \\boxed{{{digest}}}.")
 
 
 class OpenAIServer:

@@ -14,15 +14,9 @@ from cli_runner import run
 
 from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.chat_template import chat_template_mismatches, training_chat_template
-from lf_reasoning.llamafactory.config import (
-    FINETUNINGS,
-    HARDWARE,
-    METHODS,
-    ConfigRequest,
-    build_configs,
-    check_config,
-    write_configs,
-)
+from lf_reasoning.llamafactory.config_build import FINETUNINGS, METHODS, ConfigRequest, build_configs
+from lf_reasoning.llamafactory.config_check import HARDWARE, check_config
+from lf_reasoning.llamafactory.config_write import write_configs
 from lf_reasoning.llamafactory.launch import read_config
 
 R1 = Path(__file__).parents[1] / "examples" / "data" / "r1_distill.jsonl"
@@ -174,6 +168,24 @@ def test_config_mistakes_are_refused(
     code, out = run("config", *itertools.chain.from_iterable({**base, **given}.items()))
     assert code == 1 and named in out, out
     assert not (tmp_path / "train.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"finetuning": "qlora"}, "--finetuning qlora: 4-bit QLoRA needs a CUDA GPU"),
+        ({"packing": True}, "--packing/--liger-kernel are GPU options"),
+        ({"liger_kernel": True}, "--packing/--liger-kernel are GPU options"),
+        ({"method": "think-harder"}, "--method think-harder: not one of distill, cot, answer-only, mixed"),
+        ({"datasets": ()}, "--dataset: no dataset name given"),
+        ({"cutoff_len": 0}, "--cutoff-len 0: must be at least 1"),
+    ],
+)
+def test_config_request_refuses_bad_options(options: dict[str, object], named: str, tmp_path: Path) -> None:
+    """The options are checked when the request is made, before anything is read (the paths need not exist)."""
+    fields = {"model": "m", "datasets": ("r1",), "dataset_dir": tmp_path, "out": tmp_path, "hardware": "cpu"}
+    with pytest.raises(UserError, match=named):
+        ConfigRequest(**{**fields, **options})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -281,3 +281,53 @@ def test_written_files_get_normal_permissions(tmp_path: Path, data_dir: Path) ->
     umask = os.umask(0)
     os.umask(umask)
     assert (data_dir / "r1.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# Inputs of several chunks leave the in-process path: the bad record is read in this process and travels to a
+# worker process (RecordError must survive pickling), as with the default one worker per CPU.
+BIG = 300
+
+
+def _big_json_array(path: Path) -> Path:
+    items: list[object] = [{**GOOD, "input": f"q{i}"} for i in range(BIG)]
+    items[150] = ["not", "an", "object"]
+    path.write_text(json.dumps(items))
+    return path
+
+
+def _big_csv(path: Path) -> Path:
+    rows = ["question,thought,answer", *(f"q{i},t{i},a{i}" for i in range(BIG))]
+    rows[151] = "q150,t150,a150,extra"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _big_jsonl_bad_first_line(path: Path) -> Path:
+    return jsonl(path, ["{broken", *(json.dumps({**GOOD, "input": f"q{i}"}) for i in range(BIG))])
+
+
+@pytest.mark.parametrize(
+    "make,suffix,extra,where,reason",
+    [
+        (_big_json_array, ".json", [], "#150", "not_an_object"),
+        (
+            _big_csv,
+            ".csv",
+            ["--map", "prompt=question", "--map", "thought=thought", "--map", "answer=answer"],
+            ":152",
+            "csv_columns",
+        ),
+        (_big_jsonl_bad_first_line, ".jsonl", [], ":1", "invalid_json"),
+    ],
+)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_one_bad_record_in_a_big_file_is_rejected_on_the_worker_path(
+    tmp_path: Path, make: object, suffix: str, extra: list[str], where: str, reason: str, workers: str
+) -> None:
+    src = make(tmp_path / f"in{suffix}")  # type: ignore[operator]
+    out_dir = tmp_path / "data"
+    code, out = run(str(src), "--name", "big", "--dataset-dir", str(out_dir), "--workers", workers, *extra)
+    assert code == 2, out
+    assert len((out_dir / "big.jsonl").read_text().splitlines()) == BIG - (0 if suffix == ".jsonl" else 1)
+    rejects = [json.loads(x) for x in (out_dir / "big.rejects.jsonl").read_text().splitlines()]
+    assert [(r["where"], r["reason"]) for r in rejects] == [(f"{src}{where}", reason)]

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ import pytest
 from click.testing import CliRunner
 from openai_server import STYLES, OpenAIServer, expected_reply
 
+from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.cli import main
-from lf_reasoning.distill import DistillReport, distill
+from lf_reasoning.commands.distill import DistillOptions, DistillReport, distill
 from lf_reasoning.errors import UserError
+from lf_reasoning.record.inputs import Inputs
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c2e1b"  # distinctive: searched for in every file and stream
 KEY_ENV = "LF_TEST_API_KEY"
@@ -45,8 +48,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def run_distill(server: OpenAIServer, src: Path, out: Path, **kwargs: Any) -> DistillReport:
-    options: dict[str, Any] = {
+REQUEST_FIELDS = {f.name for f in fields(RequestOptions)}
+
+
+def run_distill(
+    server: OpenAIServer,
+    src: Path,
+    out: Path,
+    *,
+    mapping: tuple[str, ...] = (),
+    log: Callable[[str], None] = lambda msg: None,
+    **kwargs: Any,
+) -> DistillReport:
+    """``distill`` with the test server's request options; ``kwargs`` go to RequestOptions or DistillOptions."""
+    request: dict[str, Any] = {
         "base_url": server.url,
         "model": "test-reasoner",
         "concurrency": 4,
@@ -54,8 +69,9 @@ def run_distill(server: OpenAIServer, src: Path, out: Path, **kwargs: Any) -> Di
         "api_key_env": KEY_ENV,
         "timeout": 5.0,
     }
-    options.update(kwargs)
-    return distill([str(src)], out, **options)
+    request.update({name: kwargs.pop(name) for name in list(kwargs) if name in REQUEST_FIELDS})
+    options = DistillOptions(Inputs((str(src),), mapping=mapping, prompts=True), RequestOptions(**request), **kwargs)
+    return distill(options, out, log=log)
 
 
 def cli(*args: str, env: dict[str, str | None] | None = None) -> Any:
@@ -307,8 +323,20 @@ def test_prompts_from_other_shapes(server: OpenAIServer, tmp_path: Path) -> None
     table.write_text(json.dumps({"Q": "what?", "gold": 3}) + "\n")
     with pytest.raises(UserError, match="--map prompt=COLUMN"):
         run_distill(server, table, tmp_path / "t_out.jsonl")
-    run_distill(server, table, tmp_path / "t_out.jsonl", mapping=["prompt=Q", "reference=gold"])
+    run_distill(server, table, tmp_path / "t_out.jsonl", mapping=("prompt=Q", "reference=gold"))
     assert read_jsonl(tmp_path / "t_out.jsonl")[0]["reference_answer"] == "3"
+
+
+def test_format_option(server: OpenAIServer, tmp_path: Path) -> None:
+    src = tmp_path / "r1.jsonl"
+    src.write_text(json.dumps({"input": "q1", "content": "a", "reasoning_content": "t"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    base = ["--out", str(out), "--base-url", server.url, "--model", "m", "--api-key-env", KEY_ENV]
+    result = cli(str(src), "--format", "r1_distill", *base)
+    assert result.exit_code == 0, result.output
+    assert "format r1_distill: --format" in result.stderr and read_jsonl(out)[0]["input"] == "q1"
+    result = cli(str(src), "--format", "columns", *base)
+    assert result.exit_code == 1 and "--format columns needs --map" in result.output
 
 
 def test_duplicate_prompts_are_sent_once(server: OpenAIServer, tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lf_reasoning.errors import UserError
-from lf_reasoning.evaluate import (
+from lf_reasoning.commands.evaluate import (
     AMBIGUOUS,
     EMPTY,
     OUT_OF_SET,
@@ -20,6 +19,7 @@ from lf_reasoning.evaluate import (
     read_labels,
     run_names,
 )
+from lf_reasoning.errors import UserError
 from tests.cli_runner import run
 
 LABELS = {normalize(x): x for x in ("体育", "财经", "科技", "Sports")}
@@ -259,7 +259,7 @@ def test_runs_are_named_by_what_tells_them_apart(tmp_path: Path) -> None:
 def test_plot_numbers_the_classes_when_no_cjk_font_can_draw_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lf_reasoning.evaluate as evaluate_module
+    import lf_reasoning.commands.evaluate as evaluate_module
 
     path = write(tmp_path / "p.jsonl", [pred("体育", "体育", "标题：a\n"), pred("体育", "财经", "标题：b\n")])
     monkeypatch.setattr(evaluate_module, "_CJK_FONTS", ())  # as on a machine without one

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from test_news_example import load_example
 
-from lf_reasoning.convert import convert
+from lf_reasoning.commands.convert import ConvertOptions, convert
 from lf_reasoning.llamafactory.validate import validate_dataset_info
+from lf_reasoning.record.inputs import Inputs
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_dataset_info_dir_is_up_to_date(tmp_path: Path) -> None:
     for src in sorted((ROOT / "examples" / "data").iterdir()):
-        convert([str(src)], src.name.split(".")[0], tmp_path)
+        convert(ConvertOptions(Inputs((str(src),)), src.name.split(".")[0], tmp_path))
     news = load_example("run")
     news.prepare_data(news.Stages(tmp_path / "work" / "logs"), tmp_path / "work", tmp_path)
     shutil.rmtree(tmp_path / "work")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lf_reasoning.errors import RecordError, UserError
-from lf_reasoning.formats import FORMATS, detect_format, resolve_reader
-from lf_reasoning.sample import Turn
+from lf_reasoning.record.formats import FORMATS, detect_format, resolve_reader
+from lf_reasoning.record.sample import Turn
 
 
 def test_r1_distill_keeps_history_and_metadata() -> None:
@@ -68,7 +68,8 @@ def test_verify_verdicts_feed_the_filters(tmp_path) -> None:
     """The output of `lf-reasoning verify` converts directly: wrong answers dropped, verified ones scored 10."""
     import json
 
-    from lf_reasoning.convert import convert
+    from lf_reasoning.commands.convert import ConvertOptions, convert
+    from lf_reasoning.record.inputs import Inputs
 
     base = {"input": "q", "reasoning_content": "t", "content": "a"}
     rows = [
@@ -79,9 +80,9 @@ def test_verify_verdicts_feed_the_filters(tmp_path) -> None:
     ]
     src = tmp_path / "verified.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = convert([str(src)], "v", tmp_path / "out")
+    report = convert(ConvertOptions(Inputs((str(src),)), "v", tmp_path / "out"))
     assert report.written == 3 and report.filtered == {"failed_verification": 1}
     assert report.scores == {10: 1, 7: 1, 0: 1}
-    report = convert([str(src)], "v", tmp_path / "out", require_verified=True, min_score=8)
+    report = convert(ConvertOptions(Inputs((str(src),)), "v", tmp_path / "out", require_verified=True, min_score=8))
     kept = [json.loads(x)["messages"][0]["content"] for x in (tmp_path / "out" / "v.jsonl").read_text().splitlines()]
     assert kept == ["right"]

@@ -14,20 +14,22 @@ import pytest
 from click.testing import CliRunner
 from openai_server import OpenAIServer, ServerConfig
 
-from lf_reasoning.cli import main
-from lf_reasoning.errors import UserError
-from lf_reasoning.judge import (
+from lf_reasoning.answer_check import VerifyResult
+from lf_reasoning.api.judge import (
     SCORE_RUBRIC,
     VERIFY_RUBRIC,
     CorrectnessJudge,
+    judge_options,
     load_rubric,
     parse_score,
     parse_verdict,
     render,
-    score,
 )
-from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.verify import VerifyResult
+from lf_reasoning.cli import main
+from lf_reasoning.commands.score import ScoreOptions, ScoreReport, score
+from lf_reasoning.errors import UserError
+from lf_reasoning.record.inputs import Inputs
+from lf_reasoning.record.sample import ReasoningSample
 
 KEY = "sk-judge-DO-NOT-LEAK-42c9e0d1"
 KEY_ENV = "LF_TEST_JUDGE_KEY"
@@ -66,6 +68,11 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_score(src: Path, out: Path, **request: Any) -> ScoreReport:
+    """``score`` of one input file; ``request``: judge_options (base_url, model, …)."""
+    return score(ScoreOptions(Inputs((str(src),)), judge_options(**request)), out)
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> Any:
@@ -144,7 +151,7 @@ def test_score_end_to_end_and_resume(server: OpenAIServer, tmp_path: Path) -> No
     records.append(record(6, "GARBAGE answer"))
     records.append(record(7, "FLAKY answer SCORE=9"))
     src, out = write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "scored.jsonl"
-    report = score(
+    report = run_score(
         src, out, base_url=server.url, model="judge-m", concurrency=4, backoff=0.01, retry_bad=2, api_key_env=KEY_ENV
     )
     assert (report.done, report.pending, sum(report.failed.values())) == (8, 8, 0)
@@ -174,22 +181,57 @@ def test_score_end_to_end_and_resume(server: OpenAIServer, tmp_path: Path) -> No
     out.write_bytes(b"".join(lines[:-1]) + lines[-1][:10])
     lost = json.loads(lines[-1])["input"]
     before = len(server.requests)
-    report = score(src, out, base_url=server.url, model="judge-m", backoff=0.01, api_key_env=KEY_ENV)
+    report = run_score(src, out, base_url=server.url, model="judge-m", backoff=0.01, api_key_env=KEY_ENV)
     assert (report.already_done, report.pending, report.done) == (7, 1, 1)
     assert server.requests[before:] and all(lost in s.prompt for s in server.requests[before:])
     again = read_jsonl(out)
     assert sorted(r["input"] for r in again) == sorted(r["input"] for r in records)
     before = len(server.requests)
-    report = score(src, out, base_url=server.url, model="judge-m", api_key_env=KEY_ENV)
+    report = run_score(src, out, base_url=server.url, model="judge-m", api_key_env=KEY_ENV)
     assert report.pending == 0 and len(server.requests) == before
     with pytest.raises(UserError, match="judge-model"):
-        score(src, out, base_url=server.url, model="other-judge", api_key_env=KEY_ENV)
+        run_score(src, out, base_url=server.url, model="other-judge", api_key_env=KEY_ENV)
+
+
+def test_score_reads_what_convert_reads(server: OpenAIServer, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [record(1, "SCORE=7")])
+    write_jsonl(folder / "b.jsonl", [record(2, "SCORE=4"), record(3, "SCORE=6")])
+    judge = ["--judge-base-url", server.url, "--judge-model", "m", "--api-key-env", KEY_ENV]
+    out = tmp_path / "folder.jsonl"
+    result = invoke("score", str(folder), "--out", str(out), *judge)  # a folder: every file in it
+    assert result.exit_code == 0, result.output
+    assert sorted((r["input"], r["score"]) for r in read_jsonl(out)) == [
+        ("question 1", 7),
+        ("question 2", 4),
+        ("question 3", 6),
+    ]
+    out = tmp_path / "forced.jsonl"  # several IN, the format forced
+    result = invoke(
+        "score", str(folder / "a.jsonl"), str(folder / "b.jsonl"), "--out", str(out), "--format", "r1_distill", *judge
+    )
+    assert result.exit_code == 0, result.output
+    assert "format r1_distill: --format" in result.stderr and len(read_jsonl(out)) == 3
+
+    table = tmp_path / "table.csv"
+    table.write_text("Q,A\nwhat?,SCORE=9\nwhy?,SCORE=2\n", encoding="utf-8")
+    out = tmp_path / "table_out.jsonl"
+    result = invoke("score", str(table), "--out", str(out), "--map", "prompt=Q", "--map", "answer=A", *judge)
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(out)
+    assert [(r["Q"], r["A"], r["score"]) for r in rows] == [("what?", "SCORE=9", 9), ("why?", "SCORE=2", 2)]
+    assert server.requests[-1].prompt.count("why?") == 1
+    result = invoke("score", str(table), "--out", str(tmp_path / "x.jsonl"), "--format", "nonsense", *judge)
+    assert result.exit_code == 1 and "unknown format" in result.output
+    result = invoke("score", str(folder), str(table), "--out", str(table), *judge)
+    assert result.exit_code == 1 and "is the input" in result.output
 
 
 def test_identical_records_are_each_scored(server: OpenAIServer, tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [record(1, "SCORE=4"), record(1, "SCORE=4"), record(2, "SCORE=6")])
     out = tmp_path / "out.jsonl"
-    score(src, out, base_url=server.url, model="m", api_key_env=KEY_ENV)
+    run_score(src, out, base_url=server.url, model="m", api_key_env=KEY_ENV)
     rows = read_jsonl(out)
     assert len(rows) == 3 and len({r["judge"]["key"] for r in rows}) == 3
 
@@ -200,10 +242,10 @@ def test_transport_failures_go_to_the_failures_file_and_are_retried_next_run(
     server.config.faults = ["429", "500", "500", "500"]
     server.config.retry_after = "0"
     src, out = write_jsonl(tmp_path / "in.jsonl", [record(1, "SCORE=8")]), tmp_path / "out.jsonl"
-    report = score(src, out, base_url=server.url, model="m", max_retries=2, backoff=0.01, api_key_env=KEY_ENV)
+    report = run_score(src, out, base_url=server.url, model="m", max_retries=2, backoff=0.01, api_key_env=KEY_ENV)
     assert report.failed == {"http_500": 1} and report.retried["http_429"] == 1 and not out.exists()
     assert read_jsonl(tmp_path / "out.failures.jsonl")[0]["reason"] == "http_500"
-    report = score(src, out, base_url=server.url, model="m", max_retries=2, backoff=0.01, api_key_env=KEY_ENV)
+    report = run_score(src, out, base_url=server.url, model="m", max_retries=2, backoff=0.01, api_key_env=KEY_ENV)
     assert report.done == 1 and read_jsonl(out)[0]["judge"]["score"] == 8
     assert not (tmp_path / "out.failures.jsonl").exists()
 
@@ -309,12 +351,12 @@ def test_verify_with_a_judge(server: OpenAIServer, tmp_path: Path) -> None:
 
 def test_correctness_judge_api_also_inside_a_running_loop(server: OpenAIServer) -> None:
     rule = VerifyResult("unverifiable", None, "x", None, "unparsed", "not math")
-    with CorrectnessJudge(server.url, "judge-m", api_key_env=KEY_ENV) as judge:
+    with CorrectnessJudge(judge_options(server.url, "judge-m", api_key_env=KEY_ENV)) as judge:
         result = judge(ReasoningSample(prompt="p", answer="x VERDICT=yes", reference="x"), rule)
     assert (result.method, result.verdict, result.score, result.gold) == ("judge", True, 10, "x")
 
     async def in_a_notebook_cell() -> VerifyResult:
-        with CorrectnessJudge(server.url, "judge-m", api_key_env=KEY_ENV) as judge:
+        with CorrectnessJudge(judge_options(server.url, "judge-m", api_key_env=KEY_ENV)) as judge:
             return judge(ReasoningSample(prompt="p", answer="y VERDICT=no", reference="x"), rule)
 
     assert asyncio.run(in_a_notebook_cell()).score == 0

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from lf_reasoning.convert import convert
+from lf_reasoning.commands.convert import ConvertOptions, convert
+from lf_reasoning.record.inputs import Inputs
 
 ROWS = [{"Question": f"question {i}", "Complex_CoT": f"thought {i}", "Response": f"answer {i}"} for i in range(600)]
 JSONL = "".join(json.dumps(r) + "\n" for r in ROWS).encode()
@@ -42,14 +43,14 @@ def write(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     out = tmp_path_factory.mktemp("ref")
-    convert([str(write(out / "in.jsonl"))], "d", out / "data", workers=1)
+    convert(ConvertOptions(Inputs((str(write(out / "in.jsonl")),)), "d", out / "data", workers=1))
     return (out / "data" / "d.jsonl").read_bytes()
 
 
 @pytest.mark.parametrize("name", ["in.json", "in.jsonl.gz", "in.jsonl.zst", "in.parquet", "in.csv"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_container(tmp_path: Path, expected: bytes, name: str, workers: int) -> None:
-    report = convert([str(write(tmp_path / name))], "d", tmp_path / "data", workers=workers)
+    report = convert(ConvertOptions(Inputs((str(write(tmp_path / name)),)), "d", tmp_path / "data", workers=workers))
     assert report.read == report.written == len(ROWS)
     assert (tmp_path / "data" / "d.jsonl").read_bytes() == expected
 
@@ -62,6 +63,6 @@ def test_directory_is_read_in_name_order(tmp_path: Path, expected: bytes) -> Non
     (src / "sub" / "b.jsonl").write_bytes(b"".join(JSONL.splitlines(keepends=True)[half:]))
     (src / ".hidden.jsonl").write_text("not json")
     (src / "notes.txt").write_text("ignored")
-    report = convert([str(src)], "d", tmp_path / "data")
+    report = convert(ConvertOptions(Inputs((str(src),)), "d", tmp_path / "data"))
     assert report.written == len(ROWS) and not report.invalid
     assert (tmp_path / "data" / "d.jsonl").read_bytes() == expected

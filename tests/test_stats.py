@@ -13,8 +13,8 @@ from lf_harness import IGNORE_INDEX, encode_with_llamafactory
 
 from lf_reasoning.cli import main
 from lf_reasoning.llamafactory.dataset_info import sharegpt_entry
-from lf_reasoning.stats import LengthStats, measure_lengths, suggest_cutoff_len
-from lf_reasoning.thoughts import THOUGHT_CLOSE, THOUGHT_OPEN, render_response
+from lf_reasoning.llamafactory.lengths import LengthStats, measure_lengths, suggest_cutoff_len
+from lf_reasoning.record.thoughts import THOUGHT_CLOSE, THOUGHT_OPEN, render_response
 
 R1 = Path(__file__).parents[1] / "examples" / "data" / "r1_distill.jsonl"
 

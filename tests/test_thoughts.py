@@ -3,7 +3,7 @@
 import pytest
 
 from lf_reasoning.errors import RecordError
-from lf_reasoning.thoughts import merge_thought, render_response, split_thought
+from lf_reasoning.record.thoughts import merge_thought, render_response, split_thought
 
 
 @pytest.mark.parametrize(

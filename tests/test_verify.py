@@ -12,11 +12,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lf_reasoning import verify as verify_module
+from lf_reasoning import answer_check
+from lf_reasoning.answer_check import VerifyResult, check_answer, choice_letter, is_text_answer, last_boxed
 from lf_reasoning.cli import main
+from lf_reasoning.commands.verify import Judge, VerifyOptions, VerifyReport, verify
 from lf_reasoning.errors import UserError
-from lf_reasoning.sample import ReasoningSample
-from lf_reasoning.verify import VerifyResult, check_answer, choice_letter, is_text_answer, last_boxed, verify_file
+from lf_reasoning.record.inputs import Inputs
+from lf_reasoning.record.sample import ReasoningSample
+
+
+def verify_file(src: Path, out: Path, *, judge: Judge | None = None, **options: Any) -> VerifyReport:
+    return verify(VerifyOptions(Inputs((str(src),)), out, **options), judge=judge)
+
 
 # sympy tries to evaluate (10^10)! when comparing it with 5: a bare Math-Verify call was still busy
 # after 150 s. The run must report it as a timeout and go on.
@@ -233,14 +240,14 @@ def test_judge_gets_only_what_rules_could_not_decide(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="patches the worker through fork")
 def test_a_crashing_worker_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = verify_module.check_answer
+    real = answer_check.check_answer
 
     def crash_on_marker(reference: str, answer: str) -> VerifyResult:
         if answer == "crash":
             os._exit(3)
         return real(reference, answer)
 
-    monkeypatch.setattr(verify_module, "check_answer", crash_on_marker)
+    monkeypatch.setattr(answer_check, "check_answer", crash_on_marker)
     out = tmp_path / "out.jsonl"
     verify_file(write_jsonl(tmp_path / "in.jsonl", [r1("1", "crash"), r1("1", "\\boxed{1}")]), out, workers=1)
     results = [w["verify"] for w in read_jsonl(out)]
@@ -314,7 +321,7 @@ def test_out_must_be_a_new_file(tmp_path: Path) -> None:
 
 def test_check_answers_keeps_order_and_times_out() -> None:
     """The batch API `eval --task math` uses: a pathological answer times out, the others are still checked."""
-    from lf_reasoning.verify import check_answers
+    from lf_reasoning.answer_check import check_answers
 
     results = check_answers(
         [("5", "\\boxed{9^{9^{9^{9}}}}"), ("\\frac{1}{2}", "\\boxed{0.5}"), ("4", "\\boxed{5}")], workers=2, timeout=1.5

@@ -171,7 +171,7 @@ def distilled(src: Path) -> list[dict[str, str]]:
     The label set is the reference answers seen (plus CUES' labels), so your own categories need no cue words."""
     import orjson
 
-    from lf_reasoning.evaluate import match_label, normalize
+    from lf_reasoning.commands.evaluate import match_label, normalize
 
     records = []
     with src.open("rb") as f:

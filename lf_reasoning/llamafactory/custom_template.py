@@ -40,8 +40,9 @@ from pathlib import Path
 import yaml
 
 from lf_reasoning.errors import UserError
+from lf_reasoning.record.markup import THOUGHT_CLOSE, THOUGHT_OPEN
 
-DEFAULT_THOUGHT_WORDS = ("<think>\n", "\n</think>\n\n")  # LLaMA-Factory's default, used by `convert`
+DEFAULT_THOUGHT_WORDS = (THOUGHT_OPEN, THOUGHT_CLOSE)  # LLaMA-Factory's default, used by `convert`
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")  # any {{...}}; only a few exact spellings are allowed
 _SPECIAL_SLOT = re.compile(r"(\{\{bos_token\}\}|\{\{eos_token\}\})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")

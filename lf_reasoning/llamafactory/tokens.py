@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lf_reasoning.errors import UserError
-from lf_reasoning.sources import iter_file
+from lf_reasoning.record.sources import iter_file
 
 Messages = list[dict[str, str]]
 Conversation = tuple[str | None, Messages]

@@ -1,0 +1,35 @@
+"""Option groups shared by several commands, spelt once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from lf_reasoning.record.formats import FORMATS
+
+MAP_HELP = "Read any table: map prompt, answer (required), thought, system, score, source, id, reference, query."
+
+
+def input_options(map_help: str = MAP_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--format``, ``--map`` and ``--split``: how SRC is read (they become a ``record.inputs.Inputs``)."""
+    options = (
+        click.option(
+            "--format",
+            "fmt",
+            default="auto",
+            show_default=True,
+            metavar="auto|" + "|".join(FORMATS),
+            help="Source shape; auto detects it from each file's first record and says why.",
+        ),
+        click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help=map_help),
+        click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face SRC."),
+    )
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

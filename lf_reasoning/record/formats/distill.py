@@ -1,0 +1,86 @@
+"""Distillation dumps: Chinese-DeepSeek-R1-Distill-data-110k and OpenR1-Math-220k."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lf_reasoning.errors import RecordError
+from lf_reasoning.record.formats import fields
+from lf_reasoning.record.formats.columns import prompt_reader
+from lf_reasoning.record.formats.instruction import read_history
+from lf_reasoning.record.sample import ReasoningSample
+from lf_reasoning.record.thoughts import split_thought
+
+
+def detect_r1_distill(record: dict[str, Any]) -> str | None:
+    if {"input", "content", "reasoning_content"} <= record.keys():
+        return "has input/content/reasoning_content (R1 distill dump)"
+    return None
+
+
+def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
+    thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
+    return [
+        ReasoningSample(
+            prompt=fields.text(record, "input"),
+            thought=thought,
+            answer=answer,
+            system=fields.text(record, "system", required=False),
+            history=read_history(record.get("history")),
+            score=fields.number(record, "score"),
+            source=fields.identifier(record, "repo_name"),
+            id=fields.identifier(record, "id"),
+            reference=fields.text(record, "reference_answer", required=False),
+        )
+    ]
+
+
+def detect_openr1(record: dict[str, Any]) -> str | None:
+    if {"problem", "generations"} <= record.keys():
+        return "has problem/generations (OpenR1-Math)"
+    return None
+
+
+def read_openr1(record: dict[str, Any]) -> list[ReasoningSample | RecordError]:
+    """One sample per generation (or the reason it cannot be used); Math-Verify's verdict goes to ``meta``."""
+    problem = fields.text(record, "problem")
+    generations = fields.items(record, "generations")
+    verified = record.get("correctness_math_verify") or []
+    finish = record.get("finish_reasons") or []
+    samples: list[ReasoningSample | RecordError] = []
+    for i, generation in enumerate(generations):
+        if not isinstance(generation, str):
+            raise RecordError("wrong_type", f"generations[{i}] is {type(generation).__name__}, expected a string")
+        meta: dict[str, Any] = {"generation": i}
+        if i < len(verified) and isinstance(verified[i], bool):
+            meta["verified"] = verified[i]
+        if i < len(finish) and finish[i] is not None:
+            meta["finish_reason"] = finish[i]
+        if meta.get("finish_reason", "stop") != "stop":  # cut off: its thought never closes
+            samples.append(
+                RecordError(
+                    "unfinished", f"generations[{i}] ended with finish_reason {meta['finish_reason']!r}, not 'stop'"
+                )
+            )
+            continue
+        try:
+            thought, answer = split_thought(generation)
+        except RecordError as err:
+            samples.append(RecordError(err.reason, f"generations[{i}]: {err.detail}"))
+            continue
+        samples.append(
+            ReasoningSample(
+                prompt=problem,
+                thought=thought,
+                answer=answer,
+                source=fields.identifier(record, "source"),
+                id=fields.identifier(record, "uuid"),
+                reference=fields.text(record, "answer", required=False),
+                meta=meta,
+            )
+        )
+    return samples
+
+
+# distill reads an OpenR1 prompt whatever became of the dump's generations
+read_openr1_prompt = prompt_reader({"prompt": "problem", "reference": "answer", "id": "uuid", "source": "source"})
