@@ -15,35 +15,46 @@ from typing import Any, TypeVar
 
 import click
 
-from lf_reasoning.cli.options import input_options
+from lf_reasoning.cli.options import input_options, out_option
 
 _T = TypeVar("_T")
 
 
-def _request_limits(command: Callable[..., None]) -> Callable[..., None]:
+def _request_limits(retry_bad_help: str, *, timeout: float) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """The rate-limit and retry options shared by the commands that call an API (distill, score)."""
-    for option in reversed(
-        (
-            click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit."),
-            click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit."),
-            click.option(
-                "--max-retries",
-                type=click.IntRange(min=0),
-                default=8,
-                show_default=True,
-                help="Retries on 429, 5xx, timeouts, resets, empty replies.",
-            ),
-            click.option(
-                "--backoff",
-                type=click.FloatRange(min=0),
-                default=1.0,
-                show_default=True,
-                help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).",
-            ),
-        )
-    ):
-        command = option(command)
-    return command
+    options = (
+        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute limit."),
+        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute limit."),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(min=0),
+            default=8,
+            show_default=True,
+            help="Retries on 429, 5xx, timeouts, resets, empty replies.",
+        ),
+        click.option(
+            "--backoff",
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            help="First retry delay in seconds, doubled per retry (jittered; Retry-After wins).",
+        ),
+        click.option("--retry-bad", type=click.IntRange(min=0), default=2, show_default=True, help=retry_bad_help),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=timeout,
+            show_default=True,
+            help="Seconds allowed per request.",
+        ),
+    )
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 _concurrency = click.option(
@@ -91,12 +102,7 @@ Examples:
 """
 )
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON Lines output (R1-distill shape, read by convert); appended to and resumed.",
-)
+@out_option("JSON Lines output (R1-distill shape, read by convert); appended to and resumed.")
 @click.option("--base-url", required=True, help="OpenAI-compatible API root, e.g. http://localhost:8000/v1.")
 @click.option("--model", required=True, help="Model name sent with every request.")
 @_concurrency
@@ -110,21 +116,7 @@ Examples:
 @click.option("--system", help="System prompt for every request (replaces the source's).")
 @click.option("--prompt-suffix", help="Text added on a new line after every prompt.")
 @click.option("--extra-body", metavar="JSON", help="More request fields, e.g. '{\"top_p\": 0.95}'.")
-@_request_limits
-@click.option(
-    "--retry-bad",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Re-requests of a reply cut off (finish_reason length), without answer or thought.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=900,
-    show_default=True,
-    help="Seconds allowed per request.",
-)
+@_request_limits("Re-requests of a reply cut off (finish_reason length), without answer or thought.", timeout=900)
 @click.option("--allow-no-thought", is_flag=True, help="Keep replies that come without a thought.")
 @click.option("--price-in", type=click.FloatRange(min=0), help="Price per million prompt tokens (for the summary).")
 @click.option("--price-out", type=click.FloatRange(min=0), help="Price per million completion tokens.")
@@ -164,12 +156,7 @@ Examples:
 """
 )
 @click.argument("sources", nargs=-1, required=True, metavar="IN...")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON Lines output: every record plus a `judge` object; appended to and resumed.",
-)
+@out_option("JSON Lines output: every record plus a `judge` object; appended to and resumed.")
 @click.option(
     "--judge-base-url", "base_url", required=True, metavar="URL", help="OpenAI-compatible API root of the judge."
 )
@@ -183,21 +170,7 @@ Examples:
 @_api_key_env
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="Sampling temperature of the judge.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit of a judge reply.")
-@_request_limits
-@click.option(
-    "--retry-bad",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Re-requests of a reply that cannot be parsed (then the record is written unscored).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=300,
-    show_default=True,
-    help="Seconds allowed per request.",
-)
+@_request_limits("Re-requests of a reply that cannot be parsed (then the record is written unscored).", timeout=300)
 @_failures
 @input_options()
 def score(out: Path, rubric: Path | None, **params: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lf_reasoning.cli.options import input_options
+from lf_reasoning.cli.options import input_options, out_option
 
 
 @click.command(
@@ -24,12 +24,7 @@ Examples:
 """
 )
 @click.argument("sources", nargs=-1, required=True, metavar="IN...")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON Lines file to write (written to a temp file, renamed into place at the end).",
-)
+@out_option("JSON Lines file to write (written to a temp file, renamed into place at the end).")
 @input_options()
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
 @click.option(

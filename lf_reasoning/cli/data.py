@@ -8,7 +8,7 @@ from typing import TextIO
 
 import click
 
-from lf_reasoning.cli.options import input_options
+from lf_reasoning.cli.options import dataset_dir_option, input_options
 
 THINK_HELP = (
     "keep: train the thought as given (default); drop: answer only (method 3: LLaMA-Factory's "
@@ -32,12 +32,7 @@ Examples:
 )
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
 @click.option("--name", required=True, help="Dataset name to register (also the data file name).")
-@click.option(
-    "--dataset-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="LLaMA-Factory `dataset_dir`: the data file and dataset_info.json go here.",
-)
+@dataset_dir_option("LLaMA-Factory `dataset_dir`: the data file and dataset_info.json go here.")
 @input_options()
 @click.option(
     "--style",
@@ -139,12 +134,7 @@ def convert(
 
 
 @click.command()
-@click.option(
-    "--dataset-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
-)
+@dataset_dir_option("Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.argument("names", nargs=-1)
 def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     """Check DIR/dataset_info.json the way LLaMA-Factory will read it.
@@ -163,12 +153,7 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option(
-    "--dataset-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
-)
+@dataset_dir_option("Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.option("--tokenizer", required=True, help="Tokenizer path or id of the model you will train.")
 @click.option(
     "--template",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,3 +34,13 @@ def input_options(map_help: str = MAP_HELP) -> Callable[[Callable[..., Any]], Ca
         return command
 
     return decorate
+
+
+def out_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--out FILE``: the JSON Lines file a command writes."""
+    return click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help)
+
+
+def dataset_dir_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--dataset-dir DIR``: LLaMA-Factory's ``dataset_dir``, where ``dataset_info.json`` lives."""
+    return click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=help)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from lf_reasoning.cli.options import dataset_dir_option
+
 if TYPE_CHECKING:
     from lf_reasoning.llamafactory.config_build import Finetuning, Method
     from lf_reasoning.llamafactory.config_check import Hardware
@@ -31,12 +33,7 @@ Example:
 )
 @click.option("--model", required=True, help="Hub id or local folder of the model to fine-tune.")
 @click.option("--dataset", "datasets", required=True, metavar="NAME[,NAME]", help="Dataset(s) in dataset_info.json.")
-@click.option(
-    "--dataset-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).",
-)
+@dataset_dir_option("Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.option(
     "--out",
     required=True,

@@ -7,7 +7,7 @@ from typing import Any
 from lf_reasoning.errors import RecordError
 from lf_reasoning.record.formats import fields
 from lf_reasoning.record.formats.columns import prompt_reader
-from lf_reasoning.record.formats.instruction import read_history
+from lf_reasoning.record.formats.instruction import instruction_sample
 from lf_reasoning.record.sample import ReasoningSample
 from lf_reasoning.record.thoughts import split_thought
 
@@ -20,19 +20,8 @@ def detect_r1_distill(record: dict[str, Any]) -> str | None:
 
 def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
     thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
-    return [
-        ReasoningSample(
-            prompt=fields.text(record, "input"),
-            thought=thought,
-            answer=answer,
-            system=fields.text(record, "system", required=False),
-            history=read_history(record.get("history")),
-            score=fields.number(record, "score"),
-            source=fields.identifier(record, "repo_name"),
-            id=fields.identifier(record, "id"),
-            reference=fields.text(record, "reference_answer", required=False),
-        )
-    ]
+    reference = fields.text(record, "reference_answer", required=False)
+    return [instruction_sample(record, fields.text(record, "input"), thought, answer, reference)]
 
 
 def detect_openr1(record: dict[str, Any]) -> str | None:

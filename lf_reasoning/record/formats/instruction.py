@@ -22,18 +22,25 @@ def read_alpaca(record: dict[str, Any]) -> list[ReasoningSample]:
     if query:  # LLaMA-Factory joins instruction and input with a newline
         prompt = f"{prompt}\n{query}"
     thought, answer = fields.thought_and_answer(record, None, "output")
-    return [
-        ReasoningSample(
-            prompt=prompt,
-            thought=thought,
-            answer=answer,
-            system=fields.text(record, "system", required=False),
-            history=read_history(record.get("history")),
-            score=fields.number(record, "score"),
-            source=fields.identifier(record, "repo_name"),
-            id=fields.identifier(record, "id"),
-        )
-    ]
+    return [instruction_sample(record, prompt, thought, answer)]
+
+
+def instruction_sample(
+    record: dict[str, Any], prompt: str, thought: str | None, answer: str, reference: str | None = None
+) -> ReasoningSample:
+    """A sample with the fields instruction-style dumps share (Alpaca, R1 distill): system, Alpaca-style history,
+    score, ``repo_name`` as the source, id."""
+    return ReasoningSample(
+        prompt=prompt,
+        thought=thought,
+        answer=answer,
+        system=fields.text(record, "system", required=False),
+        history=read_history(record.get("history")),
+        score=fields.number(record, "score"),
+        source=fields.identifier(record, "repo_name"),
+        id=fields.identifier(record, "id"),
+        reference=reference,
+    )
 
 
 def read_history(value: Any) -> list[Turn]:
