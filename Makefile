@@ -23,6 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check lf_reasoning tests bench examples
 	$(BIN)/ruff format --check lf_reasoning tests bench examples
 
+# Headless Chromium for the `inspect --html` browser test (tests/test_inspect.py skips, saying so, without it).
+# Installed only when absent; never fatal (no root, no apt: the test is skipped).
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || (apt-get install -y -qq chromium || (apt-get update -qq && \
+		apt-get install -y -qq chromium) || sudo -n apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+		echo "chromium not installed: the inspect browser test will be skipped"
+
+test: browser
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 

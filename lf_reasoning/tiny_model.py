@@ -16,6 +16,7 @@ from.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -139,22 +140,32 @@ def build_tiny_model(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]``."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m lf_reasoning.tiny_model OUT_DIR [CORPUS_FILE ...]", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m lf_reasoning.tiny_model",
+        description="Build a tiny random Qwen3 model and tokenizer in OUT_DIR (no download; kept if already built) "
+        "and print its path.",
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the model (created)")
+    parser.add_argument(
+        "corpus_files",
+        metavar="CORPUS_FILE",
+        nargs="*",
+        default=[],  # not listed as required when OUT_DIR is missing
+        help="text files (e.g. your training data) the tokenizer learns from, so their words become tokens",
+    )
+    args = parser.parse_args(argv)
     try:
-        corpus = [Path(path).read_text(encoding="utf-8") for path in args[1:]]
+        corpus = [Path(path).read_text(encoding="utf-8") for path in args.corpus_files]
     except (OSError, UnicodeDecodeError) as err:
         print(f"cannot read a corpus file: {err}", file=sys.stderr)
         return 1
-    if corpus and _is_complete(Path(args[0])):
+    if corpus and _is_complete(Path(args.out_dir)):
         print(
-            f"note: {args[0]} already holds a model, kept as it is (its tokenizer did not learn these corpus "
+            f"note: {args.out_dir} already holds a model, kept as it is (its tokenizer did not learn these corpus "
             "files); delete the folder to rebuild it",
             file=sys.stderr,
         )
-    print(build_tiny_model(args[0], corpus=corpus))
+    print(build_tiny_model(args.out_dir, corpus=corpus))
     return 0
 
 

@@ -62,6 +62,7 @@ class Seen:
     body: dict[str, Any]
     fault: str | None
     authorization: str | None
+    query: str = ""  # the request's query string (e.g. Azure's api-version)
 
 
 class Expected(NamedTuple):
@@ -158,7 +159,7 @@ class OpenAIServer:
         fault = cfg.faults[attempt] if attempt < len(cfg.faults) else None
         authorization = request.headers.get("Authorization")
         if cfg.record:
-            self.requests.append(Seen(time.monotonic(), prompt, body, fault, authorization))
+            self.requests.append(Seen(time.monotonic(), prompt, body, fault, authorization, request.query_string))
         if cfg.api_key is not None and authorization != f"Bearer {cfg.api_key}":
             fault = "401"
         if cfg.latency:

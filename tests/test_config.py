@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import llamafactory
 import pytest
 from cli_runner import run
 
@@ -28,7 +29,7 @@ HUB_FAMILIES = {
     "qwen3-thinking-2507": ("Qwen/Qwen3-4B-Thinking-2507", "qwen3"),
 }
 FAMILIES = [*HUB_FAMILIES, "local-tiny"]
-THINKING = {"distill": True, "cot": True, "answer-only": True, "mixed": None}
+THINKING = {"distill": True, "cot": True, "answer-only": True, "answer-only-masked": False, "mixed": None}
 CUSTOM_TEMPLATE = """\
 name: qa_think
 reasoning: true
@@ -53,7 +54,7 @@ def request(
 ) -> ConfigRequest:
     model, template = (str(tiny_model), "qwen3") if family == "local-tiny" else (HUB_FAMILIES[family][0], None)
     method = kwargs.get("method", "distill")
-    datasets = ("r1_plain",) if method == "answer-only" else ("r1",)
+    datasets = ("r1_plain",) if method in ("answer-only", "answer-only-masked") else ("r1",)
     fields = {"model": model, "datasets": datasets, "dataset_dir": dataset_dir, "out": out, "template": template}
     return ConfigRequest(**{**fields, **kwargs})  # type: ignore[arg-type]
 
@@ -112,6 +113,8 @@ def test_header_explains_every_key(dataset_dir: Path, tiny_model: Path, tmp_path
     assert code == 0, out
     text = (tmp_path / "train.yaml").read_text(encoding="utf-8")
     header = text.split("\n\n", 1)[0]
+    # the LLaMA-Factory that runs (a source checkout on PYTHONPATH names its own version)
+    assert header.startswith(f"# train.yaml: LLaMA-Factory {llamafactory.__version__} config written"), header
     for key in read_config(tmp_path / "train.yaml"):
         assert f"#   {key}: " in header, key
     # measured with the tiny tokenizer: the longest record is well under 256 tokens
@@ -152,6 +155,7 @@ def test_measured_cutoff_len_refuses_truncation(dataset_dir: Path, tiny_model: P
         (["--template", "qwen3", "--dataset", "r2"], "--dataset r2: no such dataset"),
         (["--template", "qwen3", "--finetuning", "qlora"], "--finetuning qlora"),
         (["--template", "qwen3", "--method", "answer-only"], "--method answer-only"),
+        (["--template", "qwen3", "--method", "answer-only-masked"], "--method answer-only-masked"),
     ],
 )
 def test_config_mistakes_are_refused(
@@ -176,7 +180,10 @@ def test_config_mistakes_are_refused(
         ({"finetuning": "qlora"}, "--finetuning qlora: 4-bit QLoRA needs a CUDA GPU"),
         ({"packing": True}, "--packing/--liger-kernel are GPU options"),
         ({"liger_kernel": True}, "--packing/--liger-kernel are GPU options"),
-        ({"method": "think-harder"}, "--method think-harder: not one of distill, cot, answer-only, mixed"),
+        (
+            {"method": "think-harder"},
+            "--method think-harder: not one of distill, cot, answer-only, answer-only-masked, mixed",
+        ),
         ({"datasets": ()}, "--dataset: no dataset name given"),
         ({"cutoff_len": 0}, "--cutoff-len 0: must be at least 1"),
     ],

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from cli_runner import run as run_cli
 
+from lf_reasoning.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
+
 GOOD = {"input": "q", "content": "a", "reasoning_content": "t", "score": 9, "repo_name": "s"}
 OTHER_ENTRY = {"mine": {"file_name": "mine.json", "columns": {"prompt": "q", "response": "r"}, "ranking": False}}
 
@@ -44,7 +46,7 @@ def test_one_malformed_line_is_rejected_not_fatal(tmp_path: Path, data_dir: Path
     lines = [json.dumps(GOOD), '{"input": "q2", "content": ', json.dumps({**GOOD, "input": "q3"})]
     src = jsonl(tmp_path / "in.jsonl", lines)
     code, out = run(str(src), "--name", "r1", "--dataset-dir", str(data_dir))
-    assert code == 2, out
+    assert code == EXIT_PARTIAL, out
     assert f"{src}:2" in out and "invalid JSON" in out
     assert len((data_dir / "r1.jsonl").read_text().splitlines()) == 2
     rejects = [json.loads(x) for x in (data_dir / "r1.rejects.jsonl").read_text().splitlines()]
@@ -78,7 +80,7 @@ def test_strict_stops_and_writes_nothing(tmp_path: Path, data_dir: Path) -> None
 def test_bad_field_rejects_that_record(tmp_path: Path, data_dir: Path, record: dict, reason: str, field: str) -> None:
     src = jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD), json.dumps(record)])
     code, out = run(str(src), "--name", "r1", "--dataset-dir", str(data_dir), "--format", "r1_distill")
-    assert code == 2
+    assert code == EXIT_PARTIAL
     assert f"{src}:2" in out and f"'{field}'" in out
     rejects = [json.loads(x) for x in (data_dir / "r1.rejects.jsonl").read_text().splitlines()]
     assert rejects[0]["reason"] == reason and rejects[0]["record"] == record
@@ -88,7 +90,7 @@ def test_invalid_utf8_line(tmp_path: Path, data_dir: Path) -> None:
     bad = b'{"input": "\xff\xfe", "content": "a", "reasoning_content": "t"}'
     src = jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD), bad])
     code, out = run(str(src), "--name", "r1", "--dataset-dir", str(data_dir))
-    assert code == 2
+    assert code == EXIT_PARTIAL
     assert f"{src}:2" in out and "UTF-8" in out
     assert "invalid_utf8" in (data_dir / "r1.rejects.jsonl").read_text()
 
@@ -157,8 +159,10 @@ def test_missing_required_column_everywhere(tmp_path: Path, data_dir: Path) -> N
         "--map",
         "answer=missing_col",
     )
-    assert code == 1
-    assert "no records written" in out and "'missing_col' is missing" in out
+    assert code == 1  # refused on the first record, before anything is written
+    assert "--map cannot read this file: field 'missing_col' is missing" in out
+    assert "its columns are [answer_text, question_text]" in out
+    assert "--map prompt=question_text --map answer=answer_text" in out
     assert json.loads((data_dir / "dataset_info.json").read_text()) == OTHER_ENTRY
     assert not (data_dir / "x.jsonl").exists()
 
@@ -266,8 +270,8 @@ def test_ctrl_c_mid_run_leaves_previous_state(tmp_path: Path, data_dir: Path) ->
     assert proc.poll() is None, "finished before it could be interrupted; make the input bigger"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1, out.decode()
-    assert b"Aborted" in out
+    assert proc.returncode == EXIT_INTERRUPTED, out.decode()
+    assert b"interrupted: no file was replaced" in out and b"Traceback" not in out
     assert snapshot(data_dir) == before  # no partial data file, no temp file, same registry
 
 
@@ -327,7 +331,7 @@ def test_one_bad_record_in_a_big_file_is_rejected_on_the_worker_path(
     src = make(tmp_path / f"in{suffix}")  # type: ignore[operator]
     out_dir = tmp_path / "data"
     code, out = run(str(src), "--name", "big", "--dataset-dir", str(out_dir), "--workers", workers, *extra)
-    assert code == 2, out
+    assert code == EXIT_PARTIAL, out
     assert len((out_dir / "big.jsonl").read_text().splitlines()) == BIG - (0 if suffix == ".jsonl" else 1)
     rejects = [json.loads(x) for x in (out_dir / "big.rejects.jsonl").read_text().splitlines()]
     assert [(r["where"], r["reason"]) for r in rejects] == [(f"{src}{where}", reason)]

@@ -244,7 +244,7 @@ def test_read_config_applies_overrides_like_llamafactory_cli(tmp_path: Path) -> 
 
 def test_launch_main_reports_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert launch_main([str(tmp_path / "missing.yaml")]) == 1
-    assert "cannot read config" in capsys.readouterr().err
+    assert "missing.yaml: cannot read it" in capsys.readouterr().err
 
 
 def test_launcher_command() -> None:

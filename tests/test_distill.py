@@ -23,7 +23,7 @@ from openai_server import STYLES, OpenAIServer, expected_reply
 from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.cli import main
 from lf_reasoning.commands.distill import DistillOptions, DistillReport, distill
-from lf_reasoning.errors import UserError
+from lf_reasoning.errors import EXIT_PARTIAL, UserError
 from lf_reasoning.record.inputs import Inputs
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c2e1b"  # distinctive: searched for in every file and stream
@@ -166,7 +166,7 @@ def test_cut_off_replies_are_retried_then_recorded_as_failures(server: OpenAISer
         "--api-key-env",
         KEY_ENV,
     )
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_PARTIAL, result.output
     assert "length" in result.stdout and "out.failures.jsonl" in result.stdout
     assert set(server.prompts_seen().values()) == {3}
     failures = read_jsonl(tmp_path / "out.failures.jsonl")
@@ -420,7 +420,7 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path) -> None:
         KEY_ENV,
         env={KEY_ENV: KEY},
     )
-    assert result.exit_code == 2, result.output  # a 400 is not retried: recorded as a failure
+    assert result.exit_code == EXIT_PARTIAL, result.output  # a 400 is not retried: recorded as a failure
     assert all(s.authorization == f"Bearer {KEY}" for s in server.requests)
     failures = read_jsonl(out.parent / "out.failures.jsonl")
     assert [f["reason"] for f in failures] == ["http_400"] * 3 and "Bearer ***" in failures[0]["detail"]

@@ -19,7 +19,7 @@ from lf_reasoning.commands.evaluate import (
     read_labels,
     run_names,
 )
-from lf_reasoning.errors import UserError
+from lf_reasoning.errors import EXIT_PARTIAL, UserError
 from tests.cli_runner import run
 
 LABELS = {normalize(x): x for x in ("体育", "财经", "科技", "Sports")}
@@ -152,7 +152,7 @@ def test_thought_format_shares_and_cut_off(tmp_path: Path) -> None:
 def test_malformed_json_line_named_and_exit_2(tmp_path: Path) -> None:
     path = write(tmp_path / "p.jsonl", [pred("体育"), "{not json", "[1, 2]", pred("财经", label="财经")])
     code, out = run("eval", str(path), "--task", "classify")
-    assert code == 2
+    assert code == EXIT_PARTIAL
     assert f"{path}:2: not valid JSON" in out and f"{path}:3: expected an object" in out
     assert "accuracy" in out and "100.0% (2/2)" in out
 

@@ -53,8 +53,11 @@ def test_sharegpt_turn_order_is_checked() -> None:
         read({"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]})
     with pytest.raises(RecordError, match="does not end with an assistant"):
         read({"conversations": [{"from": "human", "value": "a"}]})
-    with pytest.raises(RecordError, match="role 'function_call'"):
-        read({"conversations": [{"from": "function_call", "value": "a"}]})
+    with pytest.raises(RecordError, match="turn 0 is a tool call without a user message before it") as err:
+        read({"conversations": [{"from": "function_call", "value": '{"name": "f", "arguments": {}}'}]})
+    assert err.value.reason == "bad_turn_order"
+    with pytest.raises(RecordError, match="role 'narrator'; supported: user, assistant, system"):
+        read({"conversations": [{"from": "narrator", "value": "a"}]})
 
 
 def test_column_mapping() -> None:

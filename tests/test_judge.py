@@ -27,7 +27,7 @@ from lf_reasoning.api.judge import (
 )
 from lf_reasoning.cli import main
 from lf_reasoning.commands.score import ScoreOptions, ScoreReport, score
-from lf_reasoning.errors import UserError
+from lf_reasoning.errors import EXIT_PARTIAL, UserError
 from lf_reasoning.record.inputs import Inputs
 from lf_reasoning.record.sample import ReasoningSample
 
@@ -225,7 +225,7 @@ def test_score_reads_what_convert_reads(server: OpenAIServer, tmp_path: Path) ->
     result = invoke("score", str(table), "--out", str(tmp_path / "x.jsonl"), "--format", "nonsense", *judge)
     assert result.exit_code == 1 and "unknown format" in result.output
     result = invoke("score", str(folder), str(table), "--out", str(table), *judge)
-    assert result.exit_code == 1 and "is the input" in result.output
+    assert result.exit_code == 1 and "is also an input" in result.output
 
 
 def test_identical_records_are_each_scored(server: OpenAIServer, tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_score_cli_key_hygiene_rubric_and_convert_min_score(server: OpenAIServer
         "0.01",
     ]
     result = invoke(*args, env={KEY_ENV: KEY})
-    assert result.exit_code == 2, result.output  # the 400s are failures, listed for the next run
+    assert result.exit_code == EXIT_PARTIAL, result.output  # the 400s are failures, listed for the next run
     assert KEY not in result.output + result.stderr
     assert "Bearer ***" in read_jsonl(out.parent / "scored.failures.jsonl")[0]["detail"]
     result = invoke(*args, env={KEY_ENV: KEY})

@@ -12,7 +12,7 @@ import pytest
 
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.record import markup
-from lf_reasoning.record.filters import SampleFilter, normalize_prompt, prompt_digest
+from lf_reasoning.record.filters import SampleFilter, dedup_digest, normalize_prompt
 from lf_reasoning.record.formats import fields
 from lf_reasoning.record.inputs import Inputs
 from lf_reasoning.record.render import response_text, to_record
@@ -108,21 +108,23 @@ def test_sample_filter(keep: SampleFilter, s: ReasoningSample, reason: str | Non
 @pytest.mark.parametrize(
     "a,b,dedup,same",
     [
-        ("What is 2+2?", "what  is 2+2?", "normalized", True),
-        ("ＡＢＣ", "abc", "normalized", True),  # full-width forms fold
+        ("What is 2+2?", "what  is 2+2?", "prompt", True),
+        ("ＡＢＣ", "abc", "prompt", True),  # full-width forms fold
+        ("What is 2+2?", "what  is 2+2?", "conversation", True),
         ("What is 2+2?", "what  is 2+2?", "exact", False),
         ("q", "q", "off", None),
     ],
 )
-def test_prompt_digest(a: str, b: str, dedup: Any, same: bool | None) -> None:
-    da, db = prompt_digest(sample(prompt=a), dedup), prompt_digest(sample(prompt=b), dedup)
+def test_dedup_digest(a: str, b: str, dedup: Any, same: bool | None) -> None:
+    da, db = dedup_digest(sample(prompt=a), dedup), dedup_digest(sample(prompt=b), dedup)
     assert (None if da is None else da == db) == same
 
 
-def test_prompt_digest_covers_system_and_history() -> None:
+def test_dedup_digest_covers_system_and_history() -> None:
     base = sample(history=[Turn("first", "x")])
-    assert prompt_digest(base, "exact") != prompt_digest(sample(history=[Turn("other", "x")]), "exact")
-    assert prompt_digest(base, "exact") != prompt_digest(sample(history=[Turn("first", "x")], system="s"), "exact")
+    for mode in ("prompt", "conversation", "exact"):
+        assert dedup_digest(base, mode) != dedup_digest(sample(history=[Turn("other", "x")]), mode)
+        assert dedup_digest(base, mode) != dedup_digest(sample(history=[Turn("first", "x")], system="s"), mode)
     assert normalize_prompt(" A\u3000B ") == "a b"
 
 

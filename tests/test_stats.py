@@ -14,7 +14,8 @@ from lf_harness import IGNORE_INDEX, encode_with_llamafactory
 from lf_reasoning.cli import main
 from lf_reasoning.llamafactory.dataset_info import sharegpt_entry
 from lf_reasoning.llamafactory.lengths import LengthStats, measure_lengths, suggest_cutoff_len
-from lf_reasoning.record.thoughts import THOUGHT_CLOSE, THOUGHT_OPEN, render_response
+from lf_reasoning.record.markup import THOUGHT_CLOSE, THOUGHT_OPEN
+from lf_reasoning.record.thoughts import render_response
 
 R1 = Path(__file__).parents[1] / "examples" / "data" / "r1_distill.jsonl"
 
@@ -173,7 +174,7 @@ def test_cli_table_json_and_plot(tiny_model: Path, dataset_dir: Path, tmp_path: 
         (["r1", "--template", "qwen33"], "--template qwen33: LLaMA-Factory has no such template; did you mean qwen3"),
         (
             ["r1", "--tokenizer", "/nonexistent/tokenizer"],
-            "--tokenizer /nonexistent/tokenizer: cannot load a tokenizer",
+            "--tokenizer /nonexistent/tokenizer: no such directory",
         ),
     ],
 )

@@ -172,7 +172,6 @@ def test_chat_template_jinja_file_is_read(tmp_path: Path) -> None:
     [
         ("qwen3", PLAIN_CHATML),  # Instruct-2507, or a qwen3 run whose template LLaMA-Factory wrote: can't tell
         ("qwen2", THINK_PREFILL),  # QwQ-like, but LLaMA-Factory's mapping is not inferable from files
-        ("qwen3_5", QWEN3_HYBRID),  # another family that has its own templates
         ("deepseek_v3", V31_HYBRID),  # V3.1 hybrid thinking is not the R1 format
         ("qwen3", None),
     ],

@@ -16,7 +16,7 @@ from lf_reasoning import answer_check
 from lf_reasoning.answer_check import VerifyResult, check_answer, choice_letter, is_text_answer, last_boxed
 from lf_reasoning.cli import main
 from lf_reasoning.commands.verify import Judge, VerifyOptions, VerifyReport, verify
-from lf_reasoning.errors import UserError
+from lf_reasoning.errors import EXIT_PARTIAL, UserError
 from lf_reasoning.record.inputs import Inputs
 from lf_reasoning.record.sample import ReasoningSample
 
@@ -273,7 +273,8 @@ def test_cli(tmp_path: Path) -> None:
 
 def test_cli_bad_input(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    out.write_text("previous\n")
+    previous = '{"answer": "1", "verify": {"verdict": true}}\n'  # an earlier run's output: may be replaced
+    out.write_text(previous)
     code, output = run(str(tmp_path / "missing.jsonl"), "--out", str(out))
     assert code == 1 and "no such file or directory" in output
 
@@ -285,7 +286,7 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     not_json = write_jsonl(tmp_path / "text.jsonl", ["hello", "world"])
     code, output = run(str(not_json), "--out", str(out))
     assert code == 1 and "no records written" in output and f"{not_json}:1" in output
-    assert out.read_text() == "previous\n"  # nothing written on an error
+    assert out.read_text() == previous  # nothing written on an error
 
     unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"foo": 1}])
     code, output = run(str(unknown), "--out", str(out))
@@ -304,18 +305,18 @@ def test_cli_bad_input(tmp_path: Path) -> None:
         ],
     )
     code, output = run(str(mixed), "--out", str(out))
-    assert code == 2, output
+    assert code == EXIT_PARTIAL, output
     assert f"{mixed}:2" in output and "invalid JSON" in output
     written = read_jsonl(out)
     assert [w["verify"]["reason"] for w in written] == [None, None, "invalid_record"]
-    assert "field 'content' is int" in written[2]["verify"]["detail"]
+    assert written[2]["verify"]["detail"] == "field 'content' is a number, expected a string"
 
 
 def test_out_must_be_a_new_file(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [r1("1", "\\boxed{1}")])
     with pytest.raises(UserError, match="is a directory"):
         verify_file(src, tmp_path, workers=1)
-    with pytest.raises(UserError, match="is the input"):
+    with pytest.raises(UserError, match="is also an input"):
         verify_file(tmp_path, src, workers=1)
 
 

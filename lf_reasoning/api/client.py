@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from lf_reasoning.record.thoughts import merge_thought
 
 _RETRY_STATUS = {408, 409, 425, 429}  # and every 5xx
 _MAX_DETAIL = 500  # characters of a server's error message kept in a failure record
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|sig|auth", re.IGNORECASE)  # query parameters masked when shown
+_USERINFO = re.compile(r"//[^/@]*@")
 
 
 class RetryableError(Exception):
@@ -62,24 +65,51 @@ class Reply:
         return merge_thought(self.reasoning, self.content)
 
 
-def chat_url(base_url: str) -> URL:
-    """``…/v1`` → ``…/v1/chat/completions`` (a full endpoint URL is taken as is)."""
+def chat_url(base_url: str, option: str = "--base-url") -> URL:
+    """``…/v1`` → ``…/v1/chat/completions`` (a full endpoint URL is taken as is; a query string such as Azure's
+    ``?api-version=…`` is kept)."""
     try:
         url = URL(base_url.strip())
     except ValueError as err:
-        raise UserError(f"--base-url {base_url!r}: not a URL ({err})") from None
+        raise UserError(f"{option} {_USERINFO.sub('//***@', base_url)!r}: not a URL ({err})") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise UserError(f"--base-url {base_url!r}: expected an http(s) URL such as http://localhost:8000/v1")
+        raise UserError(f"{option} {shown_url(url)!r}: expected an http(s) URL such as http://localhost:8000/v1")
     if url.path.rstrip("/").endswith("/chat/completions"):
         return url
-    return url.with_path(url.path.rstrip("/") + "/chat/completions")
+    return url.with_path(url.path.rstrip("/") + "/chat/completions").with_query(url.query)
+
+
+def _url_secrets(url: URL) -> list[str]:
+    secrets = [url.raw_user, url.raw_password, url.user, url.password]
+    secrets += [v for k, v in url.query.items() if _SECRET_PARAM.search(k)]
+    return [s for s in secrets if s and len(s) >= 4]  # a short user name like "u" would mask every letter u
+
+
+def shown_url(url: URL) -> str:
+    """``url`` as it may be printed or logged: user, password and secret-looking query values masked."""
+    if url.user is not None or url.password is not None:
+        url = url.with_password(None).with_user("***")
+    if any(_SECRET_PARAM.search(name) for name in url.query):
+        url = url.with_query([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in url.query.items()])
+    return str(url)
 
 
 class ChatClient:
     """Sends chat-completion requests over one pooled ``aiohttp`` session (use as an async context manager)."""
 
-    def __init__(self, url: URL, api_key: str | None, api_key_env: str, *, timeout: float, connections: int) -> None:
+    def __init__(
+        self,
+        url: URL,
+        api_key: str | None,
+        api_key_env: str,
+        *,
+        timeout: float,
+        connections: int,
+        option_prefix: str = "--",
+    ) -> None:
         self.url = url
+        self._options = option_prefix  # errors name {prefix}base-url and {prefix}model: --judge- for the judge
+        self.shown = shown_url(url)  # what messages name: never a key inside the URL
         self._key = api_key
         self._key_env = api_key_env
         self._timeout = timeout
@@ -103,8 +133,11 @@ class ChatClient:
             await self._session.close()
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key masked (servers echo it back in error messages)."""
-        return text.replace(self._key, "***") if self._key else text
+        """``text`` with the API key and the URL's secrets masked (servers echo them back in error messages)."""
+        for secret in (self._key, *_url_secrets(self.url)):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     async def complete(self, body: dict[str, Any]) -> Reply:
         """One attempt at ``body`` (streamed when ``body["stream"]``)."""
@@ -122,8 +155,8 @@ class ChatClient:
         except aiohttp.ClientConnectorError as err:
             if not self.reached:  # never reached the server: a wrong URL or a server that is not running
                 raise UserError(
-                    f"cannot connect to {self.url}: {self.redact(str(err.os_error))}. "
-                    "Check --base-url and that the server is running."
+                    f"cannot connect to {self.shown}: {self.redact(str(err.os_error))}. "
+                    f"Check {self._options}base-url and that the server is running."
                 ) from None
             raise RetryableError("connect_error", self.redact(str(err))) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
@@ -133,7 +166,7 @@ class ChatClient:
 
     def _status_error(self, status: int, headers: Any, body: bytes) -> Exception:
         message = self.redact(_error_message(body))
-        where = f"{self.url} answered {status}"
+        where = f"{self.shown} answered {status}"
         if status == 401:  # the body is left out: servers echo (part of) the key presented
             if self._key:
                 return UserError(f"{where}: the API key in ${self._key_env} was rejected; check it")
@@ -145,8 +178,8 @@ class ChatClient:
             return UserError(f"{where}: access refused (payment or permission)" + (f": {message}" if message else ""))
         if status == 404:
             return UserError(
-                f"{where} (Not Found){': ' + message if message else ''}. Check --base-url "
-                "(it usually ends in /v1) and --model."
+                f"{where} (Not Found){': ' + message if message else ''}. Check {self._options}base-url "
+                f"(it usually ends in /v1) and {self._options}model."
             )
         if status in _RETRY_STATUS or status >= 500:
             return RetryableError(f"http_{status}", message or f"HTTP {status}", retry_after(headers))

@@ -82,10 +82,9 @@ _SHOWN_REPLY = 200  # characters of an unparseable reply kept in the error
 
 def load_rubric(path: str | Path) -> str:
     """A rubric file: text with ``{prompt}`` and ``{answer}`` (and optionally ``{reference}``) placeholders."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"--rubric {path}: cannot read it: {err}") from None
+    from lf_reasoning.textfile import read_text
+
+    text = read_text(path, "--rubric")
     missing = [p for p in ("{prompt}", "{answer}") if p not in text]
     if missing:
         raise UserError(f"--rubric {path}: lacks the placeholder(s) {', '.join(missing)} ({{reference}} is optional)")
@@ -168,14 +167,17 @@ def parse_verdict(text: str) -> dict[str, Any] | None:
     return None
 
 
+JUDGE_OPTIONS = "--judge-"  # the judge's server and model are --judge-base-url and --judge-model
 # Reads a judge's reply: its JSON object, or None when there is none to read.
 Parser = Callable[[str], dict[str, Any] | None]
 _T = TypeVar("_T")
 
 
 def judge_options(base_url: str, model: str, **options: Any) -> RequestOptions:
-    """:class:`RequestOptions` with the judge's defaults: greedy (temperature 0) and 300 s per request."""
-    return RequestOptions(base_url, model, **{"temperature": 0.0, "timeout": 300.0, **options})
+    """:class:`RequestOptions` with the judge's defaults: greedy (temperature 0) and 300 s per request; errors name
+    the ``--judge-base-url`` and ``--judge-model`` options."""
+    defaults = {"temperature": 0.0, "timeout": 300.0, "option_prefix": JUDGE_OPTIONS}
+    return RequestOptions(base_url, model, **{**defaults, **options})
 
 
 async def ask_judge(asker: Asker, content: str, parse: Parser) -> Outcome[dict[str, Any]]:

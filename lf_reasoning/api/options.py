@@ -34,6 +34,7 @@ class RequestOptions:
     backoff: float = 1.0  # first retry delay in seconds, doubled per retry
     timeout: float = 900.0  # seconds per request
     failures: Path | None = None  # default: OUT without .jsonl + .failures.jsonl
+    option_prefix: str = "--"  # errors name the options {prefix}base-url and {prefix}model (the judge's: --judge-)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_retries < 0 or self.retry_bad < 0:
@@ -42,7 +43,7 @@ class RequestOptions:
 
     @cached_property
     def url(self) -> URL:
-        return chat_url(self.base_url)
+        return chat_url(self.base_url, f"{self.option_prefix}base-url")
 
     def body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         """A chat-completion request body for ``messages``."""
@@ -62,7 +63,12 @@ class RequestOptions:
 
     def client(self, api_key: str | None, connections: int | None = None) -> ChatClient:
         return ChatClient(
-            self.url, api_key, self.api_key_env, timeout=self.timeout, connections=connections or self.concurrency
+            self.url,
+            api_key,
+            self.api_key_env,
+            timeout=self.timeout,
+            connections=connections or self.concurrency,
+            option_prefix=self.option_prefix,
         )
 
     def failures_file(self, out: Path) -> Path:

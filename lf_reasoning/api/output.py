@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
@@ -24,16 +24,27 @@ class Output(Generic[K]):
     """OUT opened for appending under an exclusive lock; the keys of the records already there are in ``done``.
 
     ``key_of`` reads a record's key (a KeyError/TypeError means the line is not ours); ``command`` names the
-    command that writes such files, for messages.
+    command that writes such files, for messages. ``made_with`` reads the settings a record was made with (option →
+    value; an option it lacks is not compared): a record made with other values than ``this_run`` refuses the
+    resume, which would skip that record instead of redoing it with this run's settings.
     """
 
     def __init__(
-        self, path: Path, log: Callable[[str], None], *, key_of: Callable[[dict[str, Any]], K], command: str
+        self,
+        path: Path,
+        log: Callable[[str], None],
+        *,
+        key_of: Callable[[dict[str, Any]], K],
+        command: str,
+        made_with: Callable[[dict[str, Any]], Mapping[str, Any]] = lambda record: {},
+        this_run: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = path
         self._log = log
         self._key_of = key_of
         self._command = command
+        self._made_with = made_with
+        self._this_run = this_run or {}
         self.done: set[K] = set()
         self.first: dict[str, Any] | None = None
 
@@ -80,9 +91,20 @@ class Output(Generic[K]):
                     raise UserError(
                         f"{self.path}:{lineno}: not a record written by {self._command}; choose another --out"
                     ) from None
+                self._check_made_with(record, lineno)
                 self.done.add(key)
                 if self.first is None:
                     self.first = record
+
+    def _check_made_with(self, record: dict[str, Any], lineno: int) -> None:
+        for option, theirs in self._made_with(record).items():
+            ours = self._this_run.get(option)
+            if theirs is not None and option in self._this_run and theirs != ours:
+                raise UserError(
+                    f"{self.path}:{lineno} was made with {option} {theirs!r}, this run has {ours!r}: resuming would "
+                    f"skip its records instead of redoing them. Run with the same {option}, write to another --out, "
+                    f"or delete {self.path} to start over"
+                )
 
     def write(self, data: bytes) -> None:
         """Append one whole line (a kill -9 cannot split a single write of a regular file)."""

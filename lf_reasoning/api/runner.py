@@ -6,9 +6,10 @@ import asyncio
 import concurrent.futures
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -18,6 +19,10 @@ from lf_reasoning.api.output import Failures, Output
 from lf_reasoning.api.report import RunReport
 from lf_reasoning.api.retry import Asker
 from lf_reasoning.errors import RecordError
+from lf_reasoning.paths import REJECTS_FILE, Target, check_targets
+
+if TYPE_CHECKING:
+    from lf_reasoning.record.inputs import Inputs
 
 # Workers start spread over this many seconds, not at once: a burst of simultaneous requests is what rate limiters
 # punish, and with similar latencies its replies keep coming back in bursts that queue behind each other.
@@ -48,6 +53,17 @@ class Session:
         self.log(f"warning: {what}: failed ({error.reason}): {error.detail}")
         self.failures.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
         self.bar.advance()
+
+
+def check_run_files(report: RunReport, files: Sequence[Path | str], inputs: Inputs) -> None:
+    """OUT and the failures file are neither inputs nor inside an input folder nor one file; an existing
+    failures file must be one (it is replaced when the run starts)."""
+    check_targets(
+        [Target("--out", report.out), Target("--failures", report.failures_file, ours=REJECTS_FILE)],
+        inputs=files,
+        sources=inputs.sources,
+        force_hint="remove it",
+    )
 
 
 def run_requests(

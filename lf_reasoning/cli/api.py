@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from lf_reasoning.cli.options import input_options, out_option
+from lf_reasoning.cli.options import input_options, judge_options, out_option
+from lf_reasoning.errors import EXIT_PARTIAL, EXIT_STATUS
 
 _T = TypeVar("_T")
 
@@ -86,9 +87,9 @@ def _log(msg: str) -> None:
 
 
 @click.command(
-    epilog="""\b
-Exit status: 0 no request failed; 2 some requests failed for good
-(listed in the failures file; run the same command again to retry them); 1 an error.
+    epilog=EXIT_STATUS
+    + """
+Run the same command again to retry failed requests.
 
 \b
 Examples:
@@ -115,20 +116,40 @@ Examples:
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Completion token limit (thought + answer).")
 @click.option("--system", help="System prompt for every request (replaces the source's).")
 @click.option("--prompt-suffix", help="Text added on a new line after every prompt.")
+@click.option(
+    "--prompt-template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Text file wrapped around every prompt, as in convert: {prompt} is the prompt as read, {COLUMN} a source "
+    "column ('{question}\\n\\n{options}'); {{ and }} are literal braces.",
+)
 @click.option("--extra-body", metavar="JSON", help="More request fields, e.g. '{\"top_p\": 0.95}'.")
 @_request_limits("Re-requests of a reply cut off (finish_reason length), without answer or thought.", timeout=900)
 @click.option("--allow-no-thought", is_flag=True, help="Keep replies that come without a thought.")
+@click.option(
+    "--no-reference",
+    "keep_reference",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Drop the source's answers (Alpaca output, last assistant turn, Response, …) instead of keeping them as "
+    "reference_answer, the gold grade and verify check against; --map reference=COLUMN takes another column.",
+)
 @click.option("--price-in", type=click.FloatRange(min=0), help="Price per million prompt tokens (for the summary).")
 @click.option("--price-out", type=click.FloatRange(min=0), help="Price per million completion tokens.")
 @_failures
-@input_options("Read prompts from any table: prompt (required), query (appended), system, reference, id, source.")
+@input_options(
+    "Read prompts from any table: prompt (required), query (appended), system, reference, id, source. "
+    "reference=COLUMN alone keeps the detected shape and takes the reference answers from COLUMN."
+)
 def distill(out: Path, **params: Any) -> None:
     """Ask a reasoning model (OpenAI-compatible API) for a thought and an answer per prompt of SRC.
 
-    Prompts are read from any shape convert reads, or from a table with a prompt/question/problem column
-    (its reference answer is kept). Writes one record per (prompt, sample) to OUT as soon as it completes;
-    re-running the same command after a crash, Ctrl-C or kill -9 sends only what is missing. Reasoning is read
-    from reasoning_content, reasoning, reasoning_details or inline <think> markup.
+    Prompts are read from any shape convert reads, or from a table with a prompt/question/problem column.
+    The source's answers (Alpaca output, the last assistant turn, Response, a reference column…) are kept as
+    reference_answer, which grade and verify check the new answers against. Writes one record per (prompt,
+    sample) to OUT as soon as it completes; re-running the same command after a crash, Ctrl-C or kill -9 sends
+    only what is missing. Reasoning is read from reasoning_content, reasoning, reasoning_details or inline
+    <think> markup.
     """
     from lf_reasoning.api.options import RequestOptions
     from lf_reasoning.commands.distill import DistillOptions, format_summary
@@ -139,14 +160,14 @@ def distill(out: Path, **params: Any) -> None:
     options = DistillOptions(inputs, _take(RequestOptions, params), **params)
     report = run_distill(options, out, log=_log, progress=True)
     click.echo(format_summary(report))
-    if report.failed:
-        sys.exit(2)
+    if report.failed or report.invalid:  # unreadable input records are skipped, not distilled
+        sys.exit(EXIT_PARTIAL)
 
 
 @click.command(
-    epilog="""\b
-Exit status: 0 no request failed; 2 some requests failed for good (listed in the
-failures file; run the same command again to retry them); 1 an error.
+    epilog=EXIT_STATUS
+    + """
+Run the same command again to retry failed requests and unscored records.
 
 \b
 Examples:
@@ -157,10 +178,7 @@ Examples:
 )
 @click.argument("sources", nargs=-1, required=True, metavar="IN...")
 @out_option("JSON Lines output: every record plus a `judge` object; appended to and resumed.")
-@click.option(
-    "--judge-base-url", "base_url", required=True, metavar="URL", help="OpenAI-compatible API root of the judge."
-)
-@click.option("--judge-model", "model", required=True, metavar="NAME", help="Model name of the judge.")
+@judge_options
 @click.option(
     "--rubric",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -182,15 +200,16 @@ def score(out: Path, rubric: Path | None, **params: Any) -> None:
     parsed is asked for again, then the record is written with score null and the error: scores are never
     guessed. Re-running the same command sends only what is missing.
     """
-    from lf_reasoning.api.judge import load_rubric
+    from lf_reasoning.api.judge import JUDGE_OPTIONS, load_rubric
     from lf_reasoning.api.options import RequestOptions
     from lf_reasoning.commands.score import ScoreOptions, format_score_summary
     from lf_reasoning.commands.score import score as run_score
     from lf_reasoning.record.inputs import Inputs
 
     inputs = _take(Inputs, params)
-    options = ScoreOptions(inputs, _take(RequestOptions, params), load_rubric(rubric) if rubric else None, **params)
+    request = _take(RequestOptions, params, option_prefix=JUDGE_OPTIONS)
+    options = ScoreOptions(inputs, request, load_rubric(rubric) if rubric else None, **params)
     report = run_score(options, out, log=_log, progress=True)
     click.echo(format_score_summary(report))
-    if report.failed:
-        sys.exit(2)
+    if report.failed or report.unscored or report.invalid:
+        sys.exit(EXIT_PARTIAL)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from lf_reasoning.cli.options import input_options, out_option
+from lf_reasoning.cli.options import force_option, input_options, out_option, workers_option
+from lf_reasoning.errors import EXIT_PARTIAL, EXIT_STATUS
 
 
 @click.command(
-    epilog="""\b
-Exit status: 0 every input record was read; 2 OUT was written but some input lines
-or records were invalid (each named with file and line); 1 an error, nothing written.
+    epilog=EXIT_STATUS
+    + """
 
 \b
 Examples:
@@ -26,7 +26,7 @@ Examples:
 @click.argument("sources", nargs=-1, required=True, metavar="IN...")
 @out_option("JSON Lines file to write (written to a temp file, renamed into place at the end).")
 @input_options()
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
+@workers_option()
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -47,6 +47,7 @@ Examples:
     metavar="VAR",
     help="Environment variable holding the judge's API key (never written anywhere).",
 )
+@force_option("Replace an existing OUT that is not verify output (an input is never overwritten).")
 def verify(
     sources: tuple[str, ...],
     out: Path,
@@ -58,6 +59,7 @@ def verify(
     judge_base_url: str | None,
     judge_model: str | None,
     api_key_env: str,
+    force: bool,
 ) -> None:
     """Check every answer of IN against its reference answer with Math-Verify.
 
@@ -76,7 +78,9 @@ def verify(
 
     if bool(judge_base_url) != bool(judge_model):
         raise UserError("--judge-base-url and --judge-model go together")
-    options = VerifyOptions(Inputs(sources, fmt, mapping, hub_split), out, workers=workers, timeout=timeout)
+    options = VerifyOptions(
+        Inputs(sources, fmt, mapping, hub_split), out, workers=workers, timeout=timeout, force=force
+    )
     with contextlib.ExitStack() as stack:
         judge = None
         if judge_base_url and judge_model:
@@ -91,14 +95,13 @@ def verify(
         report = run_verify(options, judge=judge, log=lambda msg: click.echo(msg, err=True), progress=True)
     click.echo(format_report(report))
     if report.invalid:
-        sys.exit(2)
+        sys.exit(EXIT_PARTIAL)
 
 
 @click.command(
     "eval",
-    epilog="""\b
-Exit status: 0 every line was read; 2 the report was printed but some lines were
-not valid JSON records (each named with file and line); 1 an error.
+    epilog=EXIT_STATUS
+    + """
 
 \b
 Examples:
@@ -129,6 +132,7 @@ Examples:
 )
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="classify: write a confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@force_option("Replace an existing --plot file that is not a PNG (a predictions file is never overwritten).")
 def eval_command(
     predictions: tuple[Path, ...],
     task: str,
@@ -136,6 +140,7 @@ def eval_command(
     compare: tuple[Path, Path] | None,
     plot: Path | None,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Score PREDICTIONS: LLaMA-Factory's generated_predictions.jsonl (`predict`, `label`) or distill/verify output
     (`content`, `reasoning_content`, `reference_answer`). Several files of the same dataset (e.g. the untrained
@@ -159,6 +164,11 @@ def eval_command(
         raise UserError("--labels and --plot apply to --task classify only")
     labels = read_labels(labels_file) if labels_file else None
     paths = predictions or compare
+    if plot:
+        from lf_reasoning.paths import check_targets
+        from lf_reasoning.plot import plot_target
+
+        check_targets([plot_target(plot)], inputs=[*paths, *([labels_file] if labels_file else [])], force=force)
     reports = compare_runs(paths, task, labels) if len(paths) > 1 else [evaluate(paths[0], task, labels)]
     for report in reports:
         for message in report.invalid + report.warnings:
@@ -176,4 +186,4 @@ def eval_command(
             err=as_json,
         )
     if any(r.invalid for r in reports):
-        sys.exit(2)
+        sys.exit(EXIT_PARTIAL)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
 
 import click
 
-from lf_reasoning.cli.options import dataset_dir_option, input_options
+from lf_reasoning.cli.options import (
+    cutoff_len_option,
+    dataset_dir_option,
+    enable_thinking_option,
+    force_option,
+    input_options,
+    workers_option,
+)
+from lf_reasoning.errors import EXIT_ERROR, EXIT_PARTIAL, EXIT_STATUS
 
 THINK_HELP = (
     "keep: train the thought as given (default); drop: answer only (method 3: LLaMA-Factory's "
@@ -18,9 +25,8 @@ THINK_HELP = (
 
 
 @click.command(
-    epilog="""\b
-Exit status: 0 all input records were valid; 2 the dataset was written but some
-input records were invalid (listed in the rejects file); 1 an error, nothing written.
+    epilog=EXIT_STATUS
+    + """
 
 \b
 Examples:
@@ -39,7 +45,7 @@ Examples:
     type=click.Choice(["sharegpt", "alpaca"]),
     default="sharegpt",
     show_default=True,
-    help="Output layout (sharegpt is written with explicit role/content tags).",
+    help="Output layout (sharegpt is written with explicit role/content tags; alpaca holds no tool calls).",
 )
 @click.option(
     "--think", type=click.Choice(["keep", "drop", "empty"]), default="keep", show_default=True, help=THINK_HELP
@@ -47,26 +53,40 @@ Examples:
 @click.option("--system", help="System prompt for every record (replaces the source's).")
 @click.option(
     "--prompt-template",
-    type=click.File(encoding="utf-8"),
-    help="Text file with a {prompt} placeholder, wrapped around every prompt (the file's final newline "
-    "is not part of it).",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Text file wrapped around every prompt: {prompt} is the prompt as read, {COLUMN} a source column, so "
+    "several columns can make one prompt ('{question}\\n\\n{options}'); {{ and }} are literal braces. The file's "
+    "final newline is not part of it.",
 )
 @click.option("--min-score", type=float, help="Drop records whose score is below X (or that have none).")
 @click.option("--require-verified", is_flag=True, help="Drop records without a positive verification verdict.")
 @click.option(
     "--dedup",
-    type=click.Choice(["normalized", "exact", "off"]),
-    default="normalized",
+    type=click.Choice(["conversation", "exact", "prompt", "off"]),
+    default="conversation",
     show_default=True,
-    help="Drop repeated prompts: normalized folds case, full-width forms and spacing.",
+    help="Drop repeats. conversation: the whole conversation as written (system, every turn, thought and answer) "
+    "repeats, with case, full-width forms and spacing of the system and user turns folded; exact: the same byte "
+    "for byte; prompt: one sample per prompt (system and user turns, folded), e.g. for repeated questions in "
+    "distill dumps; off: keep all. The summary warns when dedup removes more than 10% of the samples.",
 )
 @click.option(
     "--max-tokens",
     type=click.IntRange(min=1),
     help="Drop (never truncate) records longer than N tokens; set it to your cutoff_len.",
 )
-@click.option("--tokenizer", help="Tokenizer path or id used by --max-tokens.")
-@click.option("--template", help="LLaMA-Factory template used by --max-tokens (e.g. qwen3, deepseekr1).")
+@click.option("--tokenizer", help="Tokenizer path or id used by --max-tokens [default: --model].")
+@click.option(
+    "--template",
+    help="LLaMA-Factory template you will train with: every thought (history and empty ones too) is written in "
+    "its own thought words (list them: python -m lf_reasoning.llamafactory.thought_words) and recorded in the "
+    "entry, and --max-tokens counts with it [default: LLaMA-Factory's <think>\\n…\\n</think>\\n\\n].",
+)
+@click.option(
+    "--model",
+    help="Model you will train (hub id or folder): the template is chosen from it as `config` does; "
+    "--template then overrides it, with a warning when they disagree.",
+)
 @click.option(
     "--rejects",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -74,7 +94,7 @@ Examples:
 )
 @click.option("--strict", is_flag=True, help="Stop at the first invalid record instead of rejecting it.")
 @click.option("--force", is_flag=True, help="Replace an existing different entry NAME (other entries are kept).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: one per CPU].")
+@workers_option()
 def convert(
     sources: tuple[str, ...],
     name: str,
@@ -84,13 +104,14 @@ def convert(
     style: str,
     think: str,
     system: str | None,
-    prompt_template: TextIO | None,
+    prompt_template: Path | None,
     min_score: float | None,
     require_verified: bool,
     dedup: str,
     max_tokens: int | None,
     tokenizer: str | None,
     template: str | None,
+    model: str | None,
     rejects: Path | None,
     strict: bool,
     force: bool,
@@ -101,12 +122,18 @@ def convert(
 
     Reads every known reasoning shape (R1 distill dumps, OpenR1, s1K, CoT sets, OpenAI messages with
     reasoning fields, ShareGPT with thought markup, Alpaca), writes DIR/NAME.jsonl with thoughts in
-    LLaMA-Factory's exact `<think>\\n…\\n</think>\\n\\n` form, and adds NAME to DIR/dataset_info.json
-    keeping every other entry. Files: .json .jsonl .jsonl.gz .jsonl.zst .parquet .csv.
+    LLaMA-Factory's exact `<think>\\n…\\n</think>\\n\\n` form (or in the words of --template / --model),
+    and adds NAME to DIR/dataset_info.json keeping every other entry. Files: .json .jsonl .jsonl.gz
+    .jsonl.zst .parquet .csv.
+
+    Tool calls (ShareGPT function_call/observation turns, OpenAI tool_calls + role tool, LLaMA-Factory v1
+    tool_call parts, with a `tools` list) are written as function_call/observation turns, each call after
+    its thought, with a registered `tools` column (sharegpt style only).
     """
     from lf_reasoning.commands.convert import ConvertOptions, format_report
     from lf_reasoning.commands.convert import convert as run_convert
     from lf_reasoning.record.inputs import Inputs
+    from lf_reasoning.textfile import read_text
 
     options = ConvertOptions(
         Inputs(sources, fmt, mapping, hub_split),
@@ -115,13 +142,15 @@ def convert(
         style=style,  # type: ignore[arg-type]
         think=think,  # type: ignore[arg-type]
         system=system,
-        prompt_template=prompt_template.read().removesuffix("\n") if prompt_template else None,
+        prompt_template=read_text(prompt_template, "--prompt-template").removesuffix("\n") if prompt_template else None,
+        prompt_template_source=str(prompt_template) if prompt_template else "--prompt-template",
         min_score=min_score,
         require_verified=require_verified,
         dedup=dedup,  # type: ignore[arg-type]
         max_tokens=max_tokens,
         tokenizer=tokenizer,
         template=template,
+        model=model,
         rejects=rejects,
         strict=strict,
         force=force,
@@ -129,14 +158,20 @@ def convert(
     )
     report = run_convert(options, log=lambda msg: click.echo(msg, err=True), progress=True)
     click.echo(format_report(report))
+    click.echo(f"see what is trained: lf-reasoning inspect {name} --dataset-dir {dataset_dir} --model MODEL")
     if report.invalid:
-        sys.exit(2)
+        sys.exit(EXIT_PARTIAL)
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @dataset_dir_option("Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.argument("names", nargs=-1)
-def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
+@click.option(
+    "--template",
+    help="LLaMA-Factory template you will train with: an entry whose thoughts it would not recognise (written in "
+    "another template's words) is an error naming the convert command that fixes it.",
+)
+def validate(dataset_dir: Path, names: tuple[str, ...], template: str | None) -> None:
     """Check DIR/dataset_info.json the way LLaMA-Factory will read it.
 
     Reports every problem at once: unknown (misspelt) keys, partial columns/tags blocks, missing files,
@@ -145,13 +180,13 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     """
     from lf_reasoning.llamafactory.validate import format_problems, validate_dataset_info
 
-    problems = validate_dataset_info(dataset_dir, list(names) or None)
+    problems = validate_dataset_info(dataset_dir, list(names) or None, template)
     click.echo(format_problems(problems))
     if any(p.severity == "error" for p in problems):
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("name")
 @dataset_dir_option("Directory holding dataset_info.json (LLaMA-Factory's `dataset_dir`).")
 @click.option("--tokenizer", required=True, help="Tokenizer path or id of the model you will train.")
@@ -159,31 +194,21 @@ def validate(dataset_dir: Path, names: tuple[str, ...]) -> None:
     "--template",
     help="LLaMA-Factory template you will train with [default: chosen from the tokenizer's model, with the reason].",
 )
-@click.option(
-    "--cutoff-len",
-    type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="The cutoff_len you plan to train with.",
-)
-@click.option(
-    "--enable-thinking",
-    type=click.Choice(["true", "false", "none"]),
-    default="true",
-    show_default=True,
-    help="LLaMA-Factory's enable_thinking data argument (use the value you will train with).",
-)
+@cutoff_len_option("The cutoff_len you plan to train with.")
+@enable_thinking_option("LLaMA-Factory's enable_thinking data argument (use the value you will train with).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a histogram PNG of lengths.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@force_option("Replace an existing --plot file that is not a PNG (the dataset is never overwritten).")
 def stats(
     name: str,
     dataset_dir: Path,
     tokenizer: str,
     template: str | None,
     cutoff_len: int,
-    enable_thinking: str,
+    enable_thinking: bool | None,
     plot: Path | None,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Token lengths of dataset NAME exactly as LLaMA-Factory's template and cutoff_len see them.
 
@@ -193,16 +218,25 @@ def stats(
     import orjson
 
     from lf_reasoning.commands.stats import format_stats, plot_lengths, stats_json
-    from lf_reasoning.llamafactory.lengths import measure_lengths
+    from lf_reasoning.llamafactory.dataset_info import DATA_CONFIG
+    from lf_reasoning.llamafactory.lengths import dataset_files, measure_lengths
+    from lf_reasoning.llamafactory.thought_words import words_mismatch
+    from lf_reasoning.paths import check_targets
+    from lf_reasoning.plot import plot_target
 
+    if plot:
+        _, files = dataset_files(dataset_dir, name)
+        check_targets([plot_target(plot)], inputs=[*files, dataset_dir / DATA_CONFIG], force=force)
     if not template:
         from lf_reasoning.llamafactory.templates import choose_template
 
         choice = choose_template(tokenizer)  # a UserError asks for --template when the model says nothing
         template = choice.template
         click.echo(f"template: {template} ({choice.reason})", err=True)
-    thinking = {"true": True, "false": False, "none": None}[enable_thinking]
-    lengths = measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=thinking)
+    lengths = measure_lengths(dataset_dir, name, tokenizer, template, enable_thinking=enable_thinking)
+
+    for mismatch in words_mismatch(dataset_dir, [name], template):  # measured anyway: it is what would be trained
+        click.echo(f"warning: {mismatch} (until then, its thought tokens are counted as answer tokens)", err=True)
     if plot:
         plot_lengths(lengths, plot, cutoff_len, f"{name}: tokens per record ({template})")
     if as_json:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lf_reasoning.cli.options import dataset_dir_option
+from lf_reasoning.cli.options import dataset_dir_option, force_option
+from lf_reasoning.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STATUS
 
 if TYPE_CHECKING:
     from lf_reasoning.llamafactory.config_build import Finetuning, Method
@@ -17,11 +18,16 @@ if TYPE_CHECKING:
 
 @click.command(
     "config",
-    epilog="""\b
+    epilog=EXIT_STATUS
+    + """
+
+\b
 Methods (enable_thinking is written only for reasoning templates such as qwen3, deepseekr1):
   distill, cot   thoughts kept and trained             enable_thinking: true
   answer-only    data without thoughts (convert --think drop); the empty
                  <think> block is trained before each answer  enable_thinking: true
+  answer-only-masked  the same data; the empty block sits in the prompt,
+                 masked, so thinking is not unlearnt  enable_thinking: false
   mixed          records with and without thoughts      enable_thinking: null
 
 \b
@@ -42,7 +48,7 @@ Example:
 )
 @click.option(
     "--method",
-    type=click.Choice(["distill", "cot", "answer-only", "mixed"]),
+    type=click.Choice(["distill", "cot", "answer-only", "answer-only-masked", "mixed"]),
     default="distill",
     show_default=True,
     help="What is trained (see below).",
@@ -75,6 +81,7 @@ Example:
     help="Write dataset_dir and output paths relative to the current "
     "directory (configs committed to a repository, run from its root) [default: absolute].",
 )
+@force_option("Replace a train/predict/export YAML in OUT that was edited since lf-reasoning wrote it.")
 def config_command(
     model: str,
     datasets: str,
@@ -92,6 +99,7 @@ def config_command(
     packing: bool,
     liger_kernel: bool,
     relative_paths: bool,
+    force: bool,
 ) -> None:
     """Write OUT/train.yaml, predict.yaml and export.yaml for a reasoning fine-tune.
 
@@ -124,7 +132,7 @@ def config_command(
         click.echo(note)
     for warning in configs.warnings:
         click.echo(f"warning: {warning}", err=True)
-    for path in write_configs(configs, out):
+    for path in write_configs(configs, out, force=force):
         click.echo(f"wrote {path}")
     checked = "checked with LLaMA-Factory's argument parser"
     click.echo(f"{checked} ({configs.hardware} profile)" + "".join(f"\n  simulated: {s}" for s in configs.skipped))
@@ -133,32 +141,54 @@ def config_command(
 
 @click.command(
     context_settings={"ignore_unknown_options": True},
-    epilog="""\b
+    epilog=EXIT_STATUS
+    + """
+A failed run exits 1 (LLaMA-Factory's own exit status is printed).
+
+\b
 Examples:
   lf-reasoning train runs/r1/train.yaml max_steps=100 --dry-run
   lf-reasoning train runs/r1/predict.yaml
   lf-reasoning train runs/r1/export.yaml
+
+\b
+Multi-node (the same command on every node; node 0 is at MASTER_ADDR):
+  NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 NPROC_PER_NODE=8 lf-reasoning train runs/r1/train.yaml
+Ray (custom templates are registered in every worker):
+  USE_RAY=1 lf-reasoning train runs/r1/train.yaml ray_num_workers=4 resources_per_worker='{"CPU": 8, "GPU": 1}'
 """,
 )
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--dry-run", is_flag=True, help="Print the exact command and the resolved config; run nothing.")
-def train(config_path: Path, overrides: tuple[str, ...], dry_run: bool) -> None:
+@click.option(
+    "--allow-truncation",
+    is_flag=True,
+    help="Accept an override (cutoff_len=, dataset=, template=, …) whose cutoff_len truncates records; without it "
+    "such an override is refused, as config refuses it.",
+)
+def train(config_path: Path, overrides: tuple[str, ...], dry_run: bool, allow_truncation: bool) -> None:
     """Run a LLaMA-Factory config (train, predict or export) and stream its output.
 
     The config is checked first (LLaMA-Factory's parser, template, datasets, model). It runs with
     llamafactory-cli, or with lf-reasoning's launcher (under torchrun when distributed) when it uses custom
-    templates. An export is followed by a check of the saved chat template against the training template.
+    templates or USE_RAY=1. NNODES above 1 or a deepspeed key start torchrun (FORCE_TORCHRUN=1). An export is
+    followed by a check of the saved chat template against the training template.
     """
-    from lf_reasoning.commands.train import plan_run, result_paths, run_plan
+    from lf_reasoning.commands.train import interrupted_message, plan_run, result_paths, run_plan
 
-    plan = plan_run(config_path, overrides)
+    plan = plan_run(config_path, overrides, allow_truncation=allow_truncation)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if dry_run:
         click.echo(plan.describe(), nl=False)
         return
     code = run_plan(plan, echo=lambda text: click.echo(text, nl=False))
-    if code:
-        click.echo(f"{plan.kind} failed: exit status {code}", err=True)
-        sys.exit(code)
+    if code == EXIT_INTERRUPTED:
+        click.echo(interrupted_message(plan), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if code:  # LLaMA-Factory's own status is printed; ours is the table's "error"
+        click.echo(f"{plan.kind} failed: LLaMA-Factory exited with status {code}", err=True)
+        sys.exit(EXIT_ERROR)
     for what, path in result_paths(plan):
         click.echo(f"{what}: {path}")

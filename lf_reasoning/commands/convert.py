@@ -22,18 +22,25 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from lf_reasoning.atomic import AtomicFile
+from lf_reasoning.atomic import AtomicFile, commit_together
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.llamafactory.dataset_info import (
+    DATA_CONFIG,
     alpaca_entry,
+    dataset_info_bytes,
     load_dataset_info,
     merge_entry,
     sharegpt_entry,
-    write_dataset_info,
+    with_tools_column,
 )
-from lf_reasoning.record.filters import Dedup, SampleFilter, prompt_digest
+from lf_reasoning.llamafactory.thought_words import META_KEY, words_record
+from lf_reasoning.paths import REJECTS_FILE, Target, check_targets
+from lf_reasoning.record.fields_seen import unused_notes
+from lf_reasoning.record.filters import Dedup, SampleFilter, dedup_digest
 from lf_reasoning.record.formats import Format, read_record
 from lf_reasoning.record.inputs import Inputs, iter_inputs
+from lf_reasoning.record.markup import DEFAULT_WORDS, ThoughtWords
+from lf_reasoning.record.prompt_template import PromptTemplate
 from lf_reasoning.record.render import Style, ThinkMode, lf_messages, to_record
 from lf_reasoning.record.sample import ReasoningSample
 from lf_reasoning.record.sources import Lines, Raw, parse_line
@@ -45,7 +52,14 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[\w.-]+$")
 _TOKEN_BATCH = 512
 _CHUNK = 256  # records per worker task: big enough to amortise pickling, small enough to keep memory flat
-Conversation = tuple[str | None, list[dict[str, str]]]  # (system, messages) as LLaMA-Factory encodes them
+_DUPLICATE = {  # --dedup mode → (reject reason, what repeated)
+    "conversation": ("duplicate", "the same conversation (normalised)"),
+    "exact": ("duplicate", "the same conversation (byte for byte)"),
+    "prompt": ("duplicate_prompt", "the same prompt"),
+}
+LOUD_DEDUP = 0.10  # a dedup that removes more than this share of the samples says so loudly
+# (system, messages, tools) as LLaMA-Factory encodes them
+Conversation = tuple[str | None, list[dict[str, str]], str | None]
 Item = tuple[str, Raw, str]  # (where, raw record, format name) as sent to a worker
 
 
@@ -59,29 +73,48 @@ class ConvertOptions:
     style: Style = "sharegpt"
     think: ThinkMode = "keep"
     system: str | None = None
-    prompt_template: str | None = None  # wrapped around every prompt at its {prompt} placeholder
+    prompt_template: str | None = None  # wrapped around every prompt: {prompt} and {COLUMN} placeholders
+    prompt_template_source: str = "--prompt-template"  # the template's file, named in its errors
     min_score: float | None = None
     require_verified: bool = False
-    dedup: Dedup = "normalized"
+    dedup: Dedup = "conversation"
     max_tokens: int | None = None  # drop records longer than this (needs tokenizer and template)
-    tokenizer: str | None = None
-    template: str | None = None
+    tokenizer: str | None = None  # default: model
+    template: str | None = None  # LLaMA-Factory template: thoughts in its words, tokens counted with it
+    model: str | None = None  # resolves the template as `config` does (--template then overrides, with a warning)
     rejects: Path | None = None  # default: DIR/NAME.rejects.jsonl
     strict: bool = False
     force: bool = False
     workers: int | None = None  # default: one per CPU
+    # Filled in from template/model on construction (workers get them pickled, without importing LLaMA-Factory):
+    words: ThoughtWords = field(default=DEFAULT_WORDS, init=False)  # how every thought is written
+    template_notes: tuple[str, ...] = field(default=(), init=False)  # why this template, and any warning
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_dir", Path(self.dataset_dir))
         if not _NAME.match(self.name):
             raise UserError(f"--name {self.name!r}: use letters, digits, '_', '-' or '.' (it becomes a file name)")
-        if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
-            raise UserError("the prompt template has no {prompt} placeholder; put {prompt} where the question goes")
-        if self.max_tokens is not None and not (self.tokenizer and self.template):
+        self.wrap  # noqa: B018 — a template without placeholders is refused now
+        if self.template is not None or self.model is not None:
+            self._resolve_template()
+        if self.max_tokens is not None and not ((self.tokenizer or self.model) and self.template):
             raise UserError(
                 "--max-tokens needs --tokenizer PATH and --template NAME (the LLaMA-Factory template "
-                "you will train with, e.g. qwen3 or deepseekr1) to count tokens exactly"
+                "you will train with, e.g. qwen3 or deepseekr1), or --model M for both, to count tokens exactly"
             )
+
+    def _resolve_template(self) -> None:
+        """The template (from --model as `config` chooses it, --template overriding) and its thought words."""
+        from lf_reasoning.llamafactory.templates import choose_template
+        from lf_reasoning.llamafactory.thought_words import template_words
+
+        if self.model is not None:
+            choice = choose_template(self.model, override=self.template)
+            object.__setattr__(self, "template", choice.template)
+            notes = (f"template {choice.template}: {choice.reason}", *choice.warnings)
+            object.__setattr__(self, "template_notes", notes)
+        assert self.template is not None
+        object.__setattr__(self, "words", template_words(self.template))
 
     @property
     def data_file(self) -> Path:
@@ -92,8 +125,32 @@ class ConvertOptions:
         return self.rejects or self.dataset_dir / f"{self.name}.rejects.jsonl"
 
     @cached_property
+    def wrap(self) -> PromptTemplate | None:
+        if self.prompt_template is None:
+            return None
+        return PromptTemplate(self.prompt_template, self.prompt_template_source)
+
+    @cached_property
     def keep(self) -> SampleFilter:
         return SampleFilter(think=self.think, min_score=self.min_score, require_verified=self.require_verified)
+
+
+# Every record dropped for one of these reasons means an option the data cannot satisfy: say which, and what to do.
+_ONLY_REASON = {
+    "no_score": "none of the {n} records has a score; --min-score needs scores (from `lf-reasoning score`, or "
+    "--map score=COLUMN)",
+    "unverified": "none of the {n} records has a positive verification verdict; --require-verified needs the output "
+    "of `lf-reasoning verify` (or drop the option)",
+}
+
+
+def _why_all_rejected(report: ConvertReport) -> str:
+    reasons = report.invalid + report.filtered
+    if len(reasons) == 1:
+        reason, n = next(iter(reasons.items()))
+        if reason in _ONLY_REASON:
+            return _ONLY_REASON[reason].format(n=n)
+    return f"all {report.read} records were rejected"
 
 
 @dataclass
@@ -106,6 +163,9 @@ class ConvertReport:
     filtered: Counter[str] = field(default_factory=Counter)  # good input dropped by a filter
     formats: dict[str, str] = field(default_factory=dict)  # source → "format (why)"
     scores: Counter[int] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # per file: long text columns no field read
+    dedup: Dedup = "conversation"
+    deduplicated: int = 0  # samples that reached dedup (duplicates included): the base of the loud warning
 
 
 # What a worker reports per sample: small named tuples, cheap to pickle back to the main process.
@@ -115,6 +175,7 @@ class Kept(NamedTuple):
     line: bytes  # the rendered output record
     digest: bytes | None  # dedup key (None: dedup off)
     conversation: Conversation | None  # sent back only when tokens are counted (--max-tokens)
+    tools: bool  # the record has a `tools` list (the entry then registers the column)
 
 
 class Rejected(NamedTuple):
@@ -140,17 +201,33 @@ def convert(
 ) -> ConvertReport:
     """Convert ``options.inputs`` into ``DIR/NAME.jsonl`` and register ``NAME`` in ``DIR/dataset_info.json``."""
     counter = _token_counter(options)
+    for note in options.template_notes:
+        log(note)
+    if options.template is not None:
+        words = options.words
+        log(f"thoughts in `{options.template}`'s words: {words.open!r}…{words.close!r}, empty {words.empty!r}")
     sources = options.inputs.files()
-    registry = _prepare_target(options)
-    report = ConvertReport(data_file=options.data_file, rejects_file=options.rejects_file)
+    registry = _prepare_target(options, sources)
+    report = ConvertReport(data_file=options.data_file, rejects_file=options.rejects_file, dedup=options.dedup)
 
     def on_format(src: str, fmt: Format, why: str) -> None:
         report.formats[src] = f"{fmt.name} ({why})"
         if why not in ("--format", "--map"):
             log(f"{src}: format {fmt.name}: {why}")
 
+    def on_first(src: str, where: str, record: dict[str, Any], fmt: Format) -> None:
+        if options.wrap is not None:
+            options.wrap.check(record, where)
+        try:
+            samples = read_record(fmt, record)
+        except RecordError:  # a bad first record is rejected like any other
+            return
+        report.notes += unused_notes(src, record, samples, fmt.unread)
+
     def items() -> Iterator[Item]:
-        for where, raw, fmt in iter_inputs(options.inputs, lazy=True, on_format=on_format, sources=sources):
+        for where, raw, fmt in iter_inputs(
+            options.inputs, lazy=True, on_format=on_format, on_first=on_first, sources=sources
+        ):
             report.read += len(raw.lines) if isinstance(raw, Lines) else 1
             yield where, raw, fmt.name if fmt is not None else ""
 
@@ -167,8 +244,7 @@ def convert(
                 sink.add(outcome)
             if bar is not None:
                 bar.update(_size(chunk))
-        sink.commit()
-        write_dataset_info(options.dataset_dir, registry)
+        sink.commit(registry)
     return report
 
 
@@ -177,27 +253,36 @@ def _token_counter(options: ConvertOptions) -> TokenCounter | None:
         return None
     from lf_reasoning.llamafactory.tokens import TokenCounter
 
-    assert options.tokenizer and options.template  # checked by ConvertOptions
-    return TokenCounter(options.tokenizer, options.template)
+    tokenizer = options.tokenizer or options.model
+    assert tokenizer and options.template  # checked by ConvertOptions
+    return TokenCounter(tokenizer, options.template)
 
 
-def _prepare_target(options: ConvertOptions) -> dict[str, Any]:
+def _prepare_target(options: ConvertOptions, sources: list[Path | str]) -> dict[str, Any]:
     """Create the dataset directory and return the registry with ``NAME`` merged in; refuse before anything is
-    written when the entry or the data file belongs to something else."""
+    written when an output would overwrite an input, another output or a file that belongs to something else."""
     dataset_dir, name, data_file = options.dataset_dir, options.name, options.data_file
     try:
         dataset_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"--dataset-dir {dataset_dir}: cannot create it: {err.strerror}") from err
     info = load_dataset_info(dataset_dir)
+    targets = [
+        Target("the data file", data_file, ours=lambda _: name in info, foreign=f"is not registered as '{name}'"),
+        Target("the registry", dataset_dir / DATA_CONFIG),  # read (and refused if unreadable) above
+        Target("--rejects", options.rejects_file, ours=REJECTS_FILE),
+    ]
+    check_targets(
+        targets,
+        inputs=sources,
+        sources=options.inputs.sources,
+        force=options.force,
+        force_hint="pass --force to overwrite it (other entries of the registry are kept)",
+    )
     entry = sharegpt_entry(data_file.name) if options.style == "sharegpt" else alpaca_entry(data_file.name)
-    merged = merge_entry(info, name, entry, force=options.force)
-    if data_file.exists() and name not in info and not options.force:
-        raise UserError(
-            f"{data_file} exists but is not registered as '{name}'; pass --force to overwrite it "
-            "or choose another --name"
-        )
-    return merged
+    if options.template is not None and options.think != "drop":  # the words the thoughts are in (validate reads it)
+        entry[META_KEY] = words_record(options.template, options.think, options.words)
+    return merge_entry(info, name, entry, force=options.force)
 
 
 class DatasetSink:
@@ -210,6 +295,7 @@ class DatasetSink:
         self.options, self.report, self.counter, self.log = options, report, counter, log
         self.seen: set[bytes] = set()
         self.counting: list[Kept] = []
+        self.tools = False  # a written record has a `tools` list
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> DatasetSink:
@@ -234,36 +320,47 @@ class DatasetSink:
             self._reject(outcome.where, outcome.reason, outcome.detail, outcome.record, outcome.invalid)
             return
         if outcome.digest is not None:
+            self.report.deduplicated += 1
             if outcome.digest in self.seen:
-                detail = f"prompt already seen ({self.options.dedup} dedup)"
-                self._reject(outcome.where, "duplicate_prompt", detail, orjson.Fragment(outcome.line), False)
+                reason, what = _DUPLICATE[self.options.dedup]
+                detail = f"{what} already seen (--dedup {self.options.dedup})"
+                self._reject(outcome.where, reason, detail, orjson.Fragment(outcome.line), False)
                 return
             self.seen.add(outcome.digest)
         if self.counter is None:
-            self._write(outcome.line)
+            self._write(outcome.line, outcome.tools)
             return
         self.counting.append(outcome)
         if len(self.counting) >= _TOKEN_BATCH:
             self._flush_counting()
 
-    def commit(self) -> None:
-        """Write what is pending and rename the files into place (the caller then writes the registry)."""
+    def commit(self, registry: dict[str, Any]) -> None:
+        """Write what is pending, then replace the data file, the rejects file and ``dataset_info.json`` (with
+        ``registry``) in one step: a failure at any point leaves all of them as they were."""
         self._flush_counting()
-        report, rejects_file = self.report, self.options.rejects_file
-        if self.rejects.lines or self.options.rejects is not None:
-            self.rejects.commit()
-        else:  # no rejects: a default-path file left by an earlier run would describe that run, not this one
-            rejects_file.unlink(missing_ok=True)
+        report, options = self.report, self.options
         if report.written == 0:
+            keep = [self.rejects] if self.rejects.lines else []
+            commit_together(keep)  # the reasons are kept; the dataset and the registry are not touched
             raise UserError(
-                f"no records written: all {report.read} records were rejected; reasons are in "
-                f"{rejects_file}. {self.options.dataset_dir}/dataset_info.json was not changed."
+                f"no records written: {_why_all_rejected(report)}; reasons are in "
+                f"{options.rejects_file}. {options.dataset_dir / DATA_CONFIG} was not changed."
             )
-        self.data.commit()
+        files = [self.data]
+        if self.rejects.lines or options.rejects is not None:
+            files.append(self.rejects)
+        if self.tools:  # known only now: the entry registers the `tools` column (with_tools_column says why)
+            registry = {**registry, options.name: with_tools_column(registry[options.name])}
+        info = self._stack.enter_context(AtomicFile(options.dataset_dir / DATA_CONFIG))
+        info.write(dataset_info_bytes(registry))
+        commit_together([*files, info])
+        if self.rejects not in files:  # no rejects: a default-path file of an earlier run describes that run
+            options.rejects_file.unlink(missing_ok=True)
 
-    def _write(self, line: bytes) -> None:
+    def _write(self, line: bytes, tools: bool) -> None:
         self.data.write_line(line)
         self.report.written += 1
+        self.tools |= tools
 
     def _reject(self, where: str, reason: str, detail: str, record: Any, invalid: bool) -> None:
         (self.report.invalid if invalid else self.report.filtered)[reason] += 1
@@ -281,7 +378,7 @@ class DatasetSink:
                 detail = f"{n} tokens > --max-tokens {limit}"
                 self._reject(kept.where, "too_long", detail, orjson.Fragment(kept.line), False)
             else:
-                self._write(kept.line)
+                self._write(kept.line, kept.tools)
         self.counting.clear()
 
 
@@ -311,13 +408,23 @@ def _sample_outcome(
 ) -> Outcome:
     if isinstance(sample, RecordError):  # one unusable candidate of a multi-sample record
         return Rejected(where, None, sample.reason, sample.detail, record, invalid=False)
-    _apply_prompt_options(sample, options.system, options.prompt_template)
+    try:
+        _apply_prompt_options(sample, options.system, options.wrap, record)
+    except RecordError as err:
+        return Rejected(where, sample.score, err.reason, err.detail, record, invalid=True)
     error = options.keep(sample)
     if error is not None:
         return Rejected(where, sample.score, error.reason, error.detail, asdict(sample), invalid=False)
-    conversation = (sample.system, lf_messages(sample, options.think)) if options.max_tokens is not None else None
-    line = orjson.dumps(to_record(sample, options.think, options.style))
-    return Kept(where, sample.score, line, prompt_digest(sample, options.dedup), conversation)
+    try:
+        messages = lf_messages(sample, options.think, options.words) if options.max_tokens is not None else None
+        line = orjson.dumps(to_record(sample, options.think, options.style, options.words))
+    except RecordError as err:  # a thought or answer holding the template's own thought words (filtered), or tool
+        # turns that --style alpaca cannot hold (the data cannot be written as asked: invalid)
+        invalid = err.reason == "tools_need_sharegpt"
+        return Rejected(where, sample.score, err.reason, err.detail, asdict(sample), invalid=invalid)
+    conversation = (sample.system, messages, sample.tools) if messages is not None else None
+    digest = dedup_digest(sample, options.dedup, options.think)
+    return Kept(where, sample.score, line, digest, conversation, sample.tools is not None)
 
 
 def _chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -352,13 +459,13 @@ def _expand(chunk: list[Item]) -> Iterator[tuple[str, dict[str, Any] | RecordErr
             yield where, raw, fmt_name
 
 
-def _apply_prompt_options(sample: ReasoningSample, system: str | None, prompt_template: str | None) -> None:
+def _apply_prompt_options(
+    sample: ReasoningSample, system: str | None, wrap: PromptTemplate | None, record: dict[str, Any]
+) -> None:
     if system is not None:
         sample.system = system
-    if prompt_template is not None:
-        sample.prompt = prompt_template.replace("{prompt}", sample.prompt)
-        for turn in sample.history:
-            turn.prompt = prompt_template.replace("{prompt}", turn.prompt)
+    if wrap is not None:
+        wrap.apply(sample, record)
 
 
 def _progress_bar() -> Any:
@@ -381,4 +488,25 @@ def format_report(report: ConvertReport) -> str:
     if report.scores:
         histogram = "  ".join(f"{score}:{n}" for score, n in sorted(report.scores.items()))
         lines.append(f"score distribution                {histogram}")
+    lines += report.notes
+    warning = dedup_warning(report)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)
+
+
+def dedup_warning(report: ConvertReport) -> str | None:
+    """A loud line when dedup removed more than :data:`LOUD_DEDUP` of the samples that reached it."""
+    removed = report.filtered["duplicate"] + report.filtered["duplicate_prompt"]
+    if not report.deduplicated or removed <= LOUD_DEDUP * report.deduplicated:
+        return None
+    share = removed / report.deduplicated
+    other = (
+        "--dedup conversation drops only whole repeated conversations"
+        if report.dedup == "prompt"
+        else "check the source for copies"
+    )
+    return (
+        f"WARNING: --dedup {report.dedup} removed {removed} of {report.deduplicated} samples ({share:.0%}) as "
+        f"repeats; {other}, --dedup off keeps every sample. The removed ones are in {report.rejects_file}."
+    )

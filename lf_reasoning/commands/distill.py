@@ -23,10 +23,13 @@ from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.api.output import Output
 from lf_reasoning.api.report import RunReport, reason_lines, retried_line
 from lf_reasoning.api.retry import Outcome
-from lf_reasoning.api.runner import Session, run_requests
+from lf_reasoning.api.runner import Session, check_run_files, run_requests
 from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.record.formats.columns import parse_mapping
 from lf_reasoning.record.inputs import Inputs
+from lf_reasoning.record.prompt_template import PromptTemplate
 from lf_reasoning.record.prompts import Prompt, iter_prompts
+from lf_reasoning.textfile import read_text
 
 _OK_FINISH = (None, "stop", "eos")
 _NO_THOUGHT_PROBE = 10  # replies without any thought, none with one, before the run stops (a misconfigured server)
@@ -46,8 +49,10 @@ class DistillOptions:
     stream: bool = False
     system: str | None = None  # replaces the source's system prompt
     prompt_suffix: str | None = None  # added on a new line after every prompt
+    prompt_template: Path | None = None  # a file wrapped around every prompt: {prompt} and {COLUMN} placeholders
     extra_body: dict[str, Any] | str | None = None
     allow_no_thought: bool = False
+    keep_reference: bool = True  # keep the source's answers as reference_answer (False: --no-reference)
     price_in: float | None = None  # per million tokens, for the summary
     price_out: float | None = None
 
@@ -56,7 +61,17 @@ class DistillOptions:
             raise UserError("--n and --concurrency must be at least 1; --max-retries and --retry-bad at least 0")
         if not self.inputs.prompts:  # distill sends prompts: a prompt-only table is a valid SRC
             object.__setattr__(self, "inputs", dataclasses.replace(self.inputs, prompts=True))
+        if not self.keep_reference and "reference" in parse_mapping(self.inputs.mapping, required=()):
+            raise UserError("--no-reference drops the reference answers --map reference=COLUMN asks for: give one")
         self.extra  # noqa: B018 — validates --extra-body now
+        self.wrap  # noqa: B018 — and the prompt template
+
+    @cached_property
+    def wrap(self) -> PromptTemplate | None:
+        if self.prompt_template is None:
+            return None
+        text = read_text(self.prompt_template, "--prompt-template")  # names the first byte that is not UTF-8
+        return PromptTemplate(text.removesuffix("\n"), str(self.prompt_template))
 
     @cached_property
     def extra(self) -> dict[str, Any]:
@@ -89,6 +104,7 @@ class DistillOptions:
             "stream": self.stream,
             "system": self.system,
             "prompt_suffix": self.prompt_suffix,
+            "prompt_template": self.wrap.text if self.wrap else None,
             "extra_body": self.extra or None,
         }
         return {k: v for k, v in params.items() if v is not None}
@@ -137,6 +153,7 @@ def distill(
         price_in=options.price_in,
         price_out=options.price_out,
     )
+    check_run_files(report, files, options.inputs)
     with Output(out, log, key_of=lambda record: (record["key"], record["sample"]), command="distill") as output:
         _check_resumable(output, options)
         run = _Distill(options, files, report, log)
@@ -164,6 +181,7 @@ def _check_resumable(output: Output[Any], options: DistillOptions) -> None:
         ("--model", output.first.get("model"), options.request.model),
         ("--system", params.get("system"), options.system),
         ("--prompt-suffix", params.get("prompt_suffix"), options.prompt_suffix),
+        ("--prompt-template", params.get("prompt_template"), options.wrap.text if options.wrap else None),
     ):
         if old != new:
             raise UserError(
@@ -196,6 +214,8 @@ class _Distill:
             options.inputs,
             system=options.system,
             prompt_suffix=options.prompt_suffix,
+            wrap=options.wrap,
+            keep_reference=options.keep_reference,
             on_invalid=on_invalid,
             log=log,
             sources=self.files,

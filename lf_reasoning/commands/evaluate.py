@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.plot import new_figure, save_png
 from lf_reasoning.record.markup import THOUGHT_OPEN
 from lf_reasoning.record.thoughts import has_exact_thought, merge_thought, split_thought
 
@@ -249,6 +250,9 @@ def _read(path: Path, report: EvalReport) -> list[_Record]:
             records.append(
                 _Record(where, _EMPTY_THOUGHT_PROMPT.sub("", prompt).rstrip(), fmt, thought, answer, gold or None)
             )
+    if not records:
+        problem = f"none of its lines is a prediction ({report.invalid[0]})" if report.invalid else "it is empty"
+        raise UserError(f"{path}: nothing to evaluate: {problem}")
     return records
 
 
@@ -422,11 +426,6 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> str | None:
 
     Without a CJK font, labels with CJK characters would be drawn as boxes: the classes are then numbered and the
     returned key (``1 体育, 2 财经, …``) says which is which; None when the labels are drawn as they are."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise UserError("--plot needs matplotlib: pip install matplotlib") from err
     import warnings
 
     from matplotlib import font_manager, rc_context
@@ -438,8 +437,7 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> str | None:
     numbered = not cjk and any(_width(label) > len(label) for label in labels)
     shown = {label: str(i) for i, label in enumerate(labels, 1)} if numbered else {}
     size = 1.5 + 0.45 * len(columns)
-    fig = Figure(figsize=(size * len(reports) + 1, size), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(size * len(reports) + 1, size)
     names = run_names([r.path for r in reports])
     for ax, report, name in zip(fig.subplots(1, len(reports), squeeze=False)[0], reports, names, strict=True):
         matrix = [[report.confusion[gold][col] for col in columns] for gold in labels]
@@ -462,8 +460,5 @@ def plot_confusion(reports: Sequence[EvalReport], path: Path) -> str | None:
         ax.set(title=f"{name}: accuracy {_pct(report.accuracy)}", xlabel="predicted", ylabel="gold")
     with rc_context({"font.sans-serif": [*cjk, "DejaVu Sans"]}), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Glyph missing" for a character no installed font has
-        try:
-            fig.savefig(path, format="png", dpi=100)
-        except OSError as err:
-            raise UserError(f"--plot {path}: cannot write: {err.strerror}") from err
+        save_png(fig, path)
     return ", ".join(f"{number} {label}" for label, number in shown.items()) or None

@@ -22,8 +22,8 @@ from lf_reasoning.api.judge import SCORE_RUBRIC, ask_judge, parse_score, render
 from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.api.output import Output
 from lf_reasoning.api.report import RunReport, reason_lines, retried_line
-from lf_reasoning.api.runner import Session, run_requests
-from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.api.runner import Session, check_run_files, run_requests
+from lf_reasoning.errors import RecordError
 from lf_reasoning.record.formats import Format, read_record
 from lf_reasoning.record.inputs import Inputs, iter_inputs
 from lf_reasoning.record.sample import ReasoningSample
@@ -60,17 +60,17 @@ def score(
     api_key = request.api_key(log, "judge requests")
     files = options.inputs.files()
     out = Path(out)
-    if out.exists() and any(isinstance(f, Path) and out.samefile(f) for f in files):
-        raise UserError(f"--out {out}: is the input; write to another file")
     report = ScoreReport(out=out, failures_file=request.failures_file(out))
-    with Output(out, log, key_of=lambda record: record["judge"]["key"], command="score") as output:
-        judge = output.first["judge"].get("model") if output.first is not None else None
-        if judge not in (None, request.model):
-            raise UserError(
-                f"{out} holds scores by --judge-model {judge!r}, not {request.model!r}; resume with the same "
-                "judge, or write to another --out"
-            )
-        run = _Score(options, files, report, log)
+    check_run_files(report, files, options.inputs)
+    run = _Score(options, files, report, log)
+    with Output(
+        out,
+        log,
+        key_of=lambda record: record["judge"]["key"],
+        command="score",
+        made_with=_made_with,
+        this_run={"--judge-model": request.model, "--rubric": run.rubric_id},
+    ) as output:
         run.plan(output.done)
         run_requests(
             request,
@@ -85,6 +85,12 @@ def score(
             verb="scored",
         )
     return report
+
+
+def _made_with(record: dict[str, Any]) -> dict[str, Any]:
+    """The judge and rubric a scored record was made with (files written before the rubric was kept lack it)."""
+    judge = record["judge"]
+    return {"--judge-model": judge.get("model"), "--rubric": judge.get("rubric")}
 
 
 def _jobs(
@@ -106,10 +112,12 @@ def _jobs(
         assert isinstance(raw, dict) and fmt is not None, "iter_inputs without lazy yields parsed records"
         digest = hashlib.sha1(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:20]
         seen[digest] += 1
-        yield _Job(f"{digest}-{seen[digest]}", where, raw, _first_sample(fmt, raw))
+        yield _Job(f"{digest}-{seen[digest]}", where, raw, first_sample(fmt, raw))
 
 
-def _first_sample(fmt: Format, raw: dict[str, Any]) -> ReasoningSample | RecordError:
+def first_sample(fmt: Format, raw: dict[str, Any]) -> ReasoningSample | RecordError:
+    """The record's first usable sample (with the verdicts it carries), or why it has none (score and grade judge
+    one answer per record: an OpenR1 record's first usable generation)."""
     try:
         samples = read_record(fmt, raw)
     except RecordError as err:
@@ -128,6 +136,10 @@ class _Score:
         self.inputs = options.inputs
         self.files = files
         self.rubric = options.rubric or SCORE_RUBRIC
+        # kept in every record: a resume with another rubric is refused (its records would not be re-scored)
+        self.rubric_id = (
+            "built-in" if options.rubric is None else "sha1:" + hashlib.sha1(self.rubric.encode()).hexdigest()[:12]
+        )
         self.model = options.request.model
         self.report = report
         self.log = log
@@ -171,7 +183,7 @@ class _Score:
 
     def _write(self, session: Session, job: _Job, verdict: dict[str, Any], unscored: str | None) -> None:
         record = dict(job.record)
-        record["judge"] = {**verdict, "model": self.model, "key": job.key}
+        record["judge"] = {**verdict, "model": self.model, "rubric": self.rubric_id, "key": job.key}
         if unscored is not None:
             self.report.unscored[unscored] += 1
         else:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.lengths import LengthStats, Part, suggest_cutoff_len
+from lf_reasoning.plot import new_figure, save_png
 
 PARTS: tuple[Part, ...] = ("prompt", "thought", "answer", "total")
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
@@ -72,20 +72,11 @@ def stats_json(stats: LengthStats, cutoff_len: int) -> dict[str, Any]:
 
 def plot_lengths(stats: LengthStats, path: Path, cutoff_len: int, title: str) -> None:
     """Write a histogram PNG of total lengths with ``cutoff_len`` marked (matplotlib's Agg canvas, no pyplot)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise UserError("--plot needs matplotlib: pip install matplotlib") from err
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(8, 4.5)
     ax = fig.subplots()
     ax.hist(stats.total, bins=min(100, max(10, stats.n // 20)), color="#4c72b0")
     share = stats.truncated_share(cutoff_len)
     ax.axvline(cutoff_len, color="#c44e52", linestyle="--", label=f"cutoff_len {cutoff_len}: {share:.1%} truncated")
     ax.set(title=title, xlabel="tokens per record (LLaMA-Factory total)", ylabel="records")
     ax.legend()
-    try:
-        fig.savefig(path, format="png", dpi=100)
-    except OSError as err:
-        raise UserError(f"--plot {path}: cannot write: {err.strerror}") from err
+    save_png(fig, path)

@@ -1,10 +1,10 @@
 """Run a LLaMA-Factory config (train, predict or export): check it, pick the launcher, stream the output.
 
 The launcher is ``llamafactory-cli train|export`` unless the config needs templates registered first (a
-``custom_templates`` key or a template LLaMA-Factory does not know): then training runs through our
-``lf_reasoning.llamafactory.launch`` module (under torchrun when distributed, so every rank registers) and an
-export runs in this process after the registration. DeepSpeed configs get ``FORCE_TORCHRUN=1``, which
-LLaMA-Factory requires for them.
+``custom_templates`` key or a template LLaMA-Factory does not know) or ``USE_RAY=1``: then training runs through
+our ``lf_reasoning.llamafactory.launch`` module (under torchrun when distributed, so every rank registers; the Ray
+driver under Ray) and an export runs in this process after the registration. DeepSpeed configs and multi-node
+runs (``NNODES`` > 1) get ``FORCE_TORCHRUN=1``, which LLaMA-Factory requires for them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import codecs
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from lf_reasoning.errors import EXIT_INTERRUPTED
 from lf_reasoning.llamafactory.chat_template import align_chat_template
 from lf_reasoning.llamafactory.config_check import Kind, check_config, config_kind
 from lf_reasoning.llamafactory.launch import CUSTOM_TEMPLATES_KEY
@@ -38,6 +40,8 @@ class RunPlan:
     kind: Kind
     command: list[str]  # empty for an in-process export
     env: dict[str, str] = field(default_factory=dict)  # set on top of the current environment
+    overrides: tuple[str, ...] = ()  # the KEY=VALUE arguments, repeated in the command that resumes the run
+    warnings: tuple[str, ...] = ()  # checks that could not run, truncation allowed
 
     def describe(self) -> str:
         """The exact command and the resolved config, as ``--dry-run`` prints them."""
@@ -49,25 +53,39 @@ class RunPlan:
         return f"command: {command}\nresolved config ({self.kind}):\n{resolved}"
 
 
-def plan_run(config_path: Path, overrides: Sequence[str] = ()) -> RunPlan:
-    """Read ``config_path`` with ``key=value`` overrides, refuse what LLaMA-Factory would refuse, choose the command."""
+def plan_run(config_path: Path, overrides: Sequence[str] = (), *, allow_truncation: bool = False) -> RunPlan:
+    """Read ``config_path`` with ``key=value`` overrides, refuse what LLaMA-Factory would refuse, choose the command.
+
+    An override of a key that changes what ``cutoff_len`` truncates (``LENGTH_KEYS``) re-runs the truncation check
+    ``lf-reasoning config`` ran when it wrote the file: refused unless ``allow_truncation``."""
     from llamafactory.extras.misc import is_env_enabled
 
+    from lf_reasoning.llamafactory.config_lengths import LENGTH_KEYS, check_truncation
     from lf_reasoning.llamafactory.launch import launcher_command, needs_launcher, read_config
+    from lf_reasoning.llamafactory.tokenized import check_tokenized_path
 
     config = read_config(config_path, overrides)
     check_config(config, source=str(config_path), config_dir=config_path.parent)
     kind = config_kind(config)
-    # LLaMA-Factory runs DeepSpeed only under torchrun, which it starts by itself only with several local GPUs
-    torchrun = kind == "train" and config.get("deepspeed") and not is_env_enabled("USE_RAY")
+    warnings: list[str] = []
+    if kind == "train" and any(o.partition("=")[0].strip() in LENGTH_KEYS for o in overrides):
+        warnings = check_truncation(config, f"{config_path} with {' '.join(overrides)}", allow=allow_truncation)
+    if kind == "train":
+        warnings += check_tokenized_path(config, config_path.parent, str(config_path))
+    # LLaMA-Factory runs DeepSpeed only under torchrun, which it starts by itself only with several local GPUs;
+    # a node of a multi-node run (NNODES > 1) may have one GPU or none, and still needs torchrun's rendezvous
+    ray = is_env_enabled("USE_RAY")
+    multi_node = os.environ.get("NNODES", "1").strip() not in ("", "1")
+    torchrun = kind == "train" and (config.get("deepspeed") or multi_node) and not ray
     env = {"FORCE_TORCHRUN": "1"} if torchrun else {}
-    if not needs_launcher(config):
+    # under Ray our launcher is the driver (LLaMA-Factory's cannot place CPU workers: ray_launch.py)
+    if not needs_launcher(config) and not (ray and kind == "train"):
         command = [*_llamafactory_cli(), "export" if kind == "export" else "train", str(config_path), *overrides]
     elif kind == "export":
         command = []
     else:
         command = launcher_command(config_path, overrides, env={**os.environ, **env})
-    return RunPlan(config_path, config, kind, command, env)
+    return RunPlan(config_path, config, kind, command, env, tuple(overrides), tuple(warnings))
 
 
 def _llamafactory_cli() -> list[str]:
@@ -81,12 +99,19 @@ def _llamafactory_cli() -> list[str]:
 
 def run_plan(plan: RunPlan, echo: Echo) -> int:
     """Run ``plan``, streaming its output to ``echo``; returns the exit code (0 on success)."""
+    if plan.kind == "train":
+        from lf_reasoning.llamafactory.tokenized import record_tokenization_inputs
+
+        record_tokenization_inputs(plan.config, plan.config_path.parent)
     if plan.command:
         code = _stream(plan.command, {**os.environ, **plan.env, "PYTHONUNBUFFERED": "1"}, echo)
     else:
         from llamafactory.train.tuner import export_model
 
-        export_model({k: v for k, v in plan.config.items() if k != CUSTOM_TEMPLATES_KEY})
+        try:
+            export_model({k: v for k, v in plan.config.items() if k != CUSTOM_TEMPLATES_KEY})
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
         code = 0
     if code == 0 and plan.kind == "export":
         template = plan.config.get("template")
@@ -104,17 +129,54 @@ def run_plan(plan: RunPlan, echo: Echo) -> int:
 
 
 def _stream(command: list[str], env: dict[str, str], echo: Echo) -> int:
-    """Run ``command``, passing its combined output through as it comes (progress bars included)."""
+    """Run ``command``, passing its combined output through as it comes (progress bars included); returns its exit
+    code, or ``EXIT_INTERRUPTED`` after Ctrl-C (or a SIGINT that ended the child)."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    try:
-        while chunk := os.read(process.stdout.fileno(), 65536):
-            echo(decoder.decode(chunk))
-        echo(decoder.decode(b"", final=True))
-        return process.wait()
-    except KeyboardInterrupt:  # the child got the same SIGINT: let it stop and report its code
-        return process.wait()
+    interrupted = False
+    while True:
+        try:
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                echo(decoder.decode(chunk))
+            break
+        except KeyboardInterrupt:  # the child got the same SIGINT: let it stop (its output still drains)
+            if interrupted:  # a second Ctrl-C: stop it now
+                process.kill()
+            interrupted = True
+    echo(decoder.decode(b"", final=True))
+    code = process.wait()
+    return EXIT_INTERRUPTED if interrupted or code in (-signal.SIGINT, 128 + signal.SIGINT) else code
+
+
+def interrupted_message(plan: RunPlan) -> str:
+    """What to do after Ctrl-C: the command that resumes from the last checkpoint under output_dir, if any."""
+    if plan.kind != "train":
+        return f"interrupted; nothing to resume: run `lf-reasoning train {shlex.quote(str(plan.config_path))}` again"
+    checkpoint = last_checkpoint(plan)
+    if checkpoint is None:
+        output_dir = plan.config.get("output_dir", "trainer_output")
+        return (
+            f"interrupted before the first checkpoint (save_steps: {plan.config.get('save_steps', 500)}) was saved "
+            f"under {output_dir}; nothing to resume from: run `lf-reasoning train "
+            f"{shlex.quote(str(plan.config_path))}` again to start over"
+        )
+    keep = [o for o in plan.overrides if not o.startswith("resume_from_checkpoint=")]
+    command = shlex.join(
+        ["lf-reasoning", "train", str(plan.config_path), *keep, f"resume_from_checkpoint={checkpoint}"]
+    )
+    return f"interrupted; resume with `{command}`"
+
+
+def last_checkpoint(plan: RunPlan) -> Path | None:
+    """The newest ``checkpoint-N`` folder under the run's output_dir (as the Hugging Face trainer names them)."""
+    output_dir = Path(str(plan.config.get("output_dir", "trainer_output"))).expanduser()
+    if not output_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(output_dir))
+    return Path(found) if found else None
 
 
 def result_paths(plan: RunPlan) -> list[tuple[str, Path]]:
@@ -130,9 +192,12 @@ def result_paths(plan: RunPlan) -> list[tuple[str, Path]]:
             ]
         else:
             adapter = plan.config.get("finetuning_type", "lora") == "lora"
+            saved = out / ("adapter_config.json" if adapter else "config.json")  # not on a node of rank > 0
             candidates = [
                 ("adapter" if adapter else "model", out),
                 ("loss plot", out / "training_loss.png"),
                 ("training log", out / "trainer_log.jsonl"),
             ]
+            if not saved.is_file():
+                candidates = []
     return [(what, path) for what, path in candidates if path.exists()]

@@ -20,14 +20,18 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from lf_reasoning.answer_check import VerifyResult, Workers, quiet_math_verify, unverifiable
+from lf_reasoning.answer_check import Task, VerifyResult, Workers, quiet_math_verify, unverifiable
 from lf_reasoning.atomic import AtomicFile
 from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.paths import Target, check_targets, jsonl_with
 from lf_reasoning.record.formats import Format
 from lf_reasoning.record.inputs import Inputs, iter_inputs
 from lf_reasoning.record.sample import ReasoningSample
 
 _WINDOW = 1024  # records read but not yet written: bounds memory while one slow record holds up the output
+# Answers sent to a worker in one message: an OpenR1 record's generations together (they share the gold's parse),
+# two such records per message to halve the sends; results still come back one by one, each with its deadline.
+_BATCH = 8
 # Answers the rules left undecided go here (an LLM judge): it returns the final result.
 Judge = Callable[[ReasoningSample, VerifyResult], VerifyResult]
 
@@ -38,6 +42,7 @@ class VerifyOptions:
     out: Path
     workers: int | None = None  # default: one per CPU
     timeout: float = 10.0  # seconds one answer may take
+    force: bool = False  # replace an existing OUT that is not verify output
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -88,7 +93,7 @@ def verify(
     per generation). Records the rules cannot decide go to ``judge`` when one is given, else are ``unverifiable``.
     """
     out, sources = options.out, options.inputs.files()
-    _check_out(out, sources)
+    _check_out(options, sources)
     quiet_math_verify()
     report = VerifyReport(out=out)
     started = time.monotonic()
@@ -115,11 +120,10 @@ def verify(
     return report
 
 
-def _check_out(out: Path, sources: Sequence[Path | str]) -> None:
-    if out.is_dir():
-        raise UserError(f"--out {out}: is a directory; give a file name such as {out / 'verified.jsonl'}")
-    if out.exists() and any(isinstance(src, Path) and out.samefile(src) for src in sources):
-        raise UserError(f"--out {out}: is the input; write to a new file (lines that are not records would be lost)")
+def _check_out(options: VerifyOptions, sources: Sequence[Path | str]) -> None:
+    out = options.out
+    target = Target("--out", out, ours=jsonl_with("verify"), foreign="is not verify output")
+    check_targets([target], inputs=sources, sources=options.inputs.sources, force=options.force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -128,12 +132,13 @@ def _check_out(out: Path, sources: Sequence[Path | str]) -> None:
 
 def _checked(entries: Iterator[_Entry], pool: Workers, n: int) -> Iterator[_Entry]:
     """The entries in input order once every answer in them is checked; at most ``_WINDOW`` are held while a slow
-    answer holds up the output, and at most ``n`` tasks wait for a free worker."""
+    answer holds up the output, and at most ``n`` batches wait for a free worker."""
     pending: deque[_Entry] = deque()
-    tasks: deque[tuple[tuple[_Entry, int], str, str]] = deque()
+    batches: deque[list[Task]] = deque()
+    batch: list[Task] = []
     exhausted = False
     while True:
-        while not exhausted and len(pending) < _WINDOW and len(tasks) < n:
+        while not exhausted and len(pending) < _WINDOW and len(batches) < n:
             entry = next(entries, None)
             if entry is None:
                 exhausted = True
@@ -141,9 +146,15 @@ def _checked(entries: Iterator[_Entry], pool: Workers, n: int) -> Iterator[_Entr
             pending.append(entry)
             for i, sample in enumerate(entry.samples):
                 if entry.results[i] is None and sample is not None and sample.reference is not None:
-                    tasks.append(((entry, i), sample.reference, sample.answer))
-        while tasks and pool.idle:
-            pool.submit(*tasks.popleft())
+                    batch.append(((entry, i), sample.reference, sample.answer))
+            if len(batch) >= _BATCH:
+                batches.append(batch)
+                batch = []
+        if batch:  # nothing more is read for now: what was read must not wait for a full batch
+            batches.append(batch)
+            batch = []
+        while batches and pool.idle:
+            pool.submit_batch(batches.popleft())
         while pending and pending[0].missing == 0:
             yield pending.popleft()
         if exhausted and not pending:

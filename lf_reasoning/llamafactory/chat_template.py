@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lf_reasoning.errors import UserError
+from lf_reasoning.llamafactory.compat import require
 
 # Conversations rendered both ways to compare a chat template with LLaMA-Factory's own rendering.
 _PROBES: tuple[tuple[str | None, tuple[tuple[str, str], ...]], ...] = (
@@ -49,6 +50,10 @@ def lf_render(
 
     template = copy.deepcopy(TEMPLATES[template_name])  # get_template_and_fix_tokenizer would mutate the global one
     if isinstance(template, ReasoningTemplate):
+        if preserve_thinking:  # setting it on a template without the field would be silently ignored
+            require(
+                template, "preserve_thinking", "the template field preserve_thinking", "a config with preserve_thinking"
+            )
         template.enable_thinking = enable_thinking
         template.preserve_thinking = preserve_thinking
     turns = [dict(m) for m in messages]

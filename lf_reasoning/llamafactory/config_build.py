@@ -24,13 +24,15 @@ from lf_reasoning.llamafactory.config_check import (
     check_datasets,
     check_model,
 )
+from lf_reasoning.llamafactory.config_data import big_data_keys
 from lf_reasoning.llamafactory.config_lengths import cutoff_len_for
 from lf_reasoning.llamafactory.launch import CUSTOM_TEMPLATES_KEY
+from lf_reasoning.llamafactory.thought_words import refuse_mismatch
 
 if TYPE_CHECKING:
     from lf_reasoning.llamafactory.templates import TemplateChoice
 
-Method = Literal["distill", "cot", "answer-only", "mixed"]
+Method = Literal["distill", "cot", "answer-only", "answer-only-masked", "mixed"]
 Finetuning = Literal["lora", "qlora", "full"]
 METHODS: tuple[Method, ...] = get_args(Method)
 FINETUNINGS: tuple[Finetuning, ...] = get_args(Finetuning)
@@ -148,9 +150,11 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     assert hardware is not None  # filled in by ConfigRequest.__post_init__
     notes = [check_model(req.model)]
     paths = _Paths(req.dataset_dir.expanduser().resolve(), req.out.expanduser().resolve(), req.relative_paths)
-    check_datasets(paths.dataset_dir, [*req.datasets, *([req.eval_dataset] if req.eval_dataset else [])], "--dataset")
+    names = [*req.datasets, *([req.eval_dataset] if req.eval_dataset else [])]
+    check_datasets(paths.dataset_dir, names, "--dataset")
     choice, custom = _template_for(req, paths.out)
     notes.append(f"template {choice.template}: {choice.reason}")
+    refuse_mismatch(paths.dataset_dir, names, choice.template, "--dataset: ")  # thoughts in another template's words
     warnings = list(choice.warnings)
     enable_thinking, thinking_why = _thinking_for(req.method, choice.reasoning)
     if not choice.reasoning:
@@ -162,18 +166,32 @@ def build_configs(req: ConfigRequest) -> ConfigSet:
     cutoff_len, cutoff_why = cutoff_len_for(req, paths.dataset_dir, choice.template, measured_thinking, warnings)
 
     train, predict, export = ConfigFile("train"), ConfigFile("predict"), ConfigFile("export")
-    _model_keys(req.model, req.finetuning, paths, train, predict, export)
+    # a local folder (`run/train`, `~/m`) is written absolute like the other paths; --relative-paths: as given
+    local = Path(req.model).expanduser()
+    model = os.path.abspath(local) if local.is_dir() and not req.relative_paths else req.model
+    _model_keys(model, req.finetuning, paths, train, predict, export)
     _task_keys(req.finetuning, train, predict, export)
     _template_keys((train, predict, export), choice, custom, enable_thinking, thinking_why)
     _data_keys(req, paths, (cutoff_len, cutoff_why), train, predict, warnings)
     _output_keys(req.finetuning, paths, train, predict, export)
     _training_keys(train, req.finetuning, hardware, cutoff_len, req.packing, req.liger_kernel)
+    big_data_keys(req, train, hardware, _local_files(paths, req.datasets), paths.shown(paths.out / "tokenized"))
     _predict_keys(predict, hardware, cutoff_len)
     deepspeed = _deepspeed_keys(train, req.finetuning, paths) if hardware in DISTRIBUTED else None
     relative_to = paths.shown(paths.out) if req.relative_paths else None
     configs = ConfigSet([train, predict, export], hardware, deepspeed, notes, warnings, relative_to=relative_to)
     _check_files(configs, paths)
     return configs
+
+
+def _local_files(paths: _Paths, names: Sequence[str]) -> list[Path] | None:
+    """The data files of datasets ``names``, or None when one is remote (a hub or a URL: its size is unknown)."""
+    from lf_reasoning.llamafactory.lengths import dataset_files
+
+    try:
+        return [f for name in names for f in dataset_files(paths.dataset_dir, name)[1]]
+    except UserError:  # remote, or a format read only by LLaMA-Factory
+        return None
 
 
 def _template_for(req: ConfigRequest, out: Path) -> tuple[TemplateChoice, list[str]]:
@@ -206,6 +224,12 @@ def _thinking_for(method: Method, reasoning: bool) -> tuple[Any, str]:
             "`<think>\\n\\n</think>\\n\\n` to each answer and trains it: the model itself writes the empty "
             "thought at inference, whatever chat template or enable_thinking flag the serving stack uses "
             "(false would put the block in the prompt, so every inference stack would have to add it)."
+        )
+    if method == "answer-only-masked":
+        return False, (
+            "the data has no thoughts and the model keeps its thinking: LLaMA-Factory puts the empty block "
+            "`<think>\\n\\n</think>\\n\\n` in the prompt, masked, and trains only the answer, so the model is "
+            "not taught to skip thinking; infer with enable_thinking false to get direct answers."
         )
     return None, (
         "mixed data: records with a thought train it; records without one get the empty block in the "

@@ -22,6 +22,8 @@ from unittest import mock
 from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.dataset_info import DATA_CONFIG, REMOTE_KEYS, load_dataset_info
 from lf_reasoning.llamafactory.launch import CUSTOM_TEMPLATES_KEY  # ours: popped before LF parses
+from lf_reasoning.llamafactory.ray_launch import RESOURCES_KEY, worker_resources  # ours, likewise
+from lf_reasoning.llamafactory.thought_words import refuse_mismatch
 
 Hardware = Literal["cpu", "gpu", "multi-gpu", "multi-node"]
 Kind = Literal["train", "predict", "export"]
@@ -83,6 +85,8 @@ def check_config(
     config = dict(config)
     register_config_templates(config, config_dir)
     config.pop(CUSTOM_TEMPLATES_KEY, None)
+    if RESOURCES_KEY in config:  # ours too: the Ray driver's worker resources
+        worker_resources(config.pop(RESOURCES_KEY), gpu=False)
     kind = config_kind(config)
     _check_paths(config, kind, source, pending)
     _check_template_key(config, source)
@@ -91,6 +95,8 @@ def check_config(
         for key in ("dataset", "eval_dataset"):
             names = [n.strip() for n in str(config[key]).split(",")] if config.get(key) else []
             check_datasets(dataset_dir, names, f"{source}: key '{key}':")
+            if config.get("template") is not None:  # thoughts in other words would be trained as answer text
+                refuse_mismatch(dataset_dir, names, str(config["template"]), f"{source}: key '{key}': ")
     ds_path = config.pop("deepspeed", None)
     zero_stage = _zero_stage(ds_path, deepspeed, source) if ds_path else 0
     distributed = bool(ds_path) or (target in DISTRIBUTED if target else _launches_distributed())

@@ -7,9 +7,9 @@ cutoff_len then covers p99 of them, rounded up to a multiple of 256, and a cutof
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lf_reasoning.errors import UserError
 from lf_reasoning.llamafactory.config_check import hub_file
@@ -32,7 +32,7 @@ def cutoff_len_for(
     data of ``--method answer-only``; what could not be measured or checked is appended to ``warnings``.
     """
     stats = _measure(req, dataset_dir, template, enable_thinking, warnings)
-    if req.method == "answer-only":
+    if req.method in ("answer-only", "answer-only-masked"):
         _refuse_thoughts(req, dataset_dir, stats, warnings)
     return _choose_cutoff(req, stats, warnings)
 
@@ -72,18 +72,20 @@ def _measure(
 
 
 def _refuse_thoughts(req: ConfigRequest, dataset_dir: Path, stats: LengthStats | None, warnings: list[str]) -> None:
-    """answer-only trains with enable_thinking true: thoughts in the data would be trained, so refuse them."""
-    if stats is not None:
+    """answer-only trains with enable_thinking true: thoughts in the data would be trained, so refuse them
+    (answer-only-masked would strip them without a word: refused the same way)."""
+    if stats is not None and req.method == "answer-only":  # measured with enable_thinking false, thoughts are 0
         with_thought = int((stats.thought > 0).sum())
     elif _local_datasets(dataset_dir, req.datasets):
         with_thought = count_thoughts(dataset_dir, req.datasets)
     else:
-        warnings.append("--method answer-only: remote data not checked for thoughts; it must have none")
+        warnings.append(f"--method {req.method}: remote data not checked for thoughts; it must have none")
         return
     if with_thought:
         raise UserError(
-            f"--method answer-only: {with_thought} record(s) of {', '.join(req.datasets)} have a thought, "
-            "which would be trained. Re-convert with `lf-reasoning convert … --think drop` (or "
+            f"--method {req.method}: {with_thought} record(s) of {', '.join(req.datasets)} have a thought, "
+            "which would be trained (answer-only) or stripped (answer-only-masked). "
+            "Re-convert with `lf-reasoning convert … --think drop` (or "
             "--think empty), or use --method distill to train the thoughts."
         )
 
@@ -106,19 +108,65 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
             f"covers p{COVERED_PERCENTILE:g} of the measured record lengths ({stats.percentile(COVERED_PERCENTILE)} "
             f"tokens; longest {longest}), rounded up to a multiple of 256."
         )
-    share = stats.truncated_share(cutoff)
-    if share > 0:
-        count = round(share * stats.n)
-        message = (
-            f"cutoff_len {cutoff} would truncate {count} of {stats.n} records ({share:.1%}): LLaMA-Factory "
-            "cuts their tail silently, the answer and EOS first."
-        )
-        if not req.allow_truncation:
-            raise UserError(
-                f"{message} Fix: drop them with `lf-reasoning convert … --max-tokens {cutoff} --tokenizer "
-                f"{req.tokenizer or req.model}`, or pass --cutoff-len {suggest_cutoff_len(stats, 100.0)} "
-                "(covers every record), or --allow-truncation to accept it."
-            )
-        warnings.append(message + " (allowed with --allow-truncation)")
+    count = _refuse_truncation(
+        stats, cutoff, req.tokenizer or req.model, "--cutoff-len ", req.allow_truncation, warnings
+    )
+    if count:
         why += f" Truncates {count} record(s): allowed with --allow-truncation."
     return cutoff, why
+
+
+def _refuse_truncation(
+    stats: LengthStats, cutoff: int, tokenizer: str, set_cutoff: str, allow: bool, warnings: list[str]
+) -> int:
+    """How many records ``cutoff`` truncates; refused (``UserError`` with the fixes) unless ``allow``, then a
+    warning. ``set_cutoff`` spells how the user sets cutoff_len: ``--cutoff-len `` or ``cutoff_len=``."""
+    share = stats.truncated_share(cutoff)
+    if share == 0:
+        return 0
+    count = round(share * stats.n)
+    message = (
+        f"cutoff_len {cutoff} would truncate {count} of {stats.n} records ({share:.1%}): LLaMA-Factory "
+        "cuts their tail silently, the answer and EOS first."
+    )
+    if not allow:
+        raise UserError(
+            f"{message} Fix: drop them with `lf-reasoning convert … --max-tokens {cutoff} --tokenizer "
+            f"{tokenizer}`, or set {set_cutoff}{suggest_cutoff_len(stats, 100.0)} "
+            "(covers every record), or pass --allow-truncation to accept it."
+        )
+    warnings.append(message + " (allowed with --allow-truncation)")
+    return count
+
+
+# Keys that change what cutoff_len truncates: a train override of one of them re-runs config's truncation check.
+LENGTH_KEYS = frozenset({"cutoff_len", "dataset", "dataset_dir", "template", "enable_thinking", "model_name_or_path"})
+
+
+def check_truncation(config: Mapping[str, Any], source: str, *, allow: bool = False) -> list[str]:
+    """``config``'s truncation check for a training config as it will run: its cutoff_len (LLaMA-Factory's default
+    2048 when unset) against its datasets measured with its model's tokenizer, template and enable_thinking.
+    Refuses (``UserError``) unless ``allow``; returns warnings (what could not be measured, truncation allowed)."""
+    tokenizer = str(config.get("model_name_or_path"))
+    datasets = [n.strip() for n in str(config.get("dataset") or "").split(",") if n.strip()]
+    dataset_dir = Path(str(config.get("dataset_dir", "data"))).expanduser()
+    if not _tokenizer_at_hand(tokenizer):
+        return [f"{source}: no local tokenizer for {tokenizer}: truncation by cutoff_len was not checked"]
+    if not datasets or not _local_datasets(dataset_dir, datasets):
+        return [f"{source}: remote datasets: truncation by cutoff_len was not checked"]
+    template = config.get("template")
+    if template is None:  # LLaMA-Factory would parse the tokenizer's chat template: not measurable here
+        return [f"{source}: no template key: truncation by cutoff_len was not checked"]
+    thinking = config.get("enable_thinking", True)
+    stats = LengthStats.concatenate(
+        [measure_lengths(dataset_dir, n, tokenizer, str(template), enable_thinking=thinking) for n in datasets]
+    )
+    from llamafactory.hparams import DataArguments
+
+    cutoff = int(config.get("cutoff_len", DataArguments.__dataclass_fields__["cutoff_len"].default))
+    warnings: list[str] = []
+    try:
+        _refuse_truncation(stats, cutoff, tokenizer, "cutoff_len=", allow, warnings)
+    except UserError as err:
+        raise UserError(f"{source}: {err.message}") from None
+    return [f"{source}: {w}" for w in warnings]

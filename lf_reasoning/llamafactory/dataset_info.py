@@ -70,6 +70,25 @@ def sharegpt_entry(file_name: str) -> dict[str, Any]:
     }
 
 
+def with_tools_column(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` registering the ``tools`` column: only for data that has one. LLaMA-Factory's ShareGPT converter
+    reads a registered column as ``example["tools"]``, a KeyError when no record has it; ``datasets`` gives the
+    records without it ``None``, which the templates read as no tools."""
+    return {**entry, "columns": {**entry["columns"], "tools": "tools"}}
+
+
+def same_but_tools(old: Any, new: dict[str, Any]) -> bool:
+    """Two entries that differ at most in a ``tools`` column (convert knows whether the data has tools only once
+    it is written: the entry of an earlier run of the same dataset is then not another dataset's)."""
+
+    def drop_tools(entry: Any) -> Any:
+        if not isinstance(entry, dict) or not isinstance(entry.get("columns"), dict):
+            return entry
+        return {**entry, "columns": {k: v for k, v in entry["columns"].items() if k != "tools"}}
+
+    return drop_tools(old) == drop_tools(new)
+
+
 def alpaca_entry(file_name: str) -> dict[str, Any]:
     return {
         "file_name": file_name,
@@ -113,7 +132,7 @@ def load_dataset_info(dataset_dir: Path) -> dict[str, Any]:
 def merge_entry(info: dict[str, Any], name: str, entry: dict[str, Any], *, force: bool) -> dict[str, Any]:
     """A copy of ``info`` with ``name`` set to ``entry``; every other entry keeps its content and order."""
     old = info.get(name)
-    if old is not None and old != entry and not force:
+    if old is not None and not same_but_tools(old, entry) and not force:
         raise UserError(
             f"{DATA_CONFIG} already has a different entry '{name}': {orjson.dumps(old).decode()}. "
             "Choose another --name, or pass --force to replace it."
@@ -123,6 +142,11 @@ def merge_entry(info: dict[str, Any], name: str, entry: dict[str, Any], *, force
     return merged
 
 
+def dataset_info_bytes(info: dict[str, Any]) -> bytes:
+    """``dataset_info.json`` as written (committed together with the data file, see ``atomic.commit_together``)."""
+    return orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n"
+
+
 def write_dataset_info(dataset_dir: Path, info: dict[str, Any]) -> None:
     """Replace ``dataset_info.json`` atomically (temp file in the same directory, then rename)."""
-    write_atomic(dataset_dir / DATA_CONFIG, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+    write_atomic(dataset_dir / DATA_CONFIG, dataset_info_bytes(info))

@@ -13,13 +13,14 @@ rank is a fresh interpreter that imports only LLaMA-Factory, so the registration
 
 Each rank then loads the config, registers the templates and only then enters ``run_exp``.
 ``launcher_command`` builds that command from the same environment variables LLaMA-Factory's launcher
-reads. Ray (``USE_RAY=1``) starts workers that import only LLaMA-Factory, so it is refused with custom
-templates.
+reads. Under Ray (``USE_RAY=1``) this module is the Ray driver: see ``lf_reasoning.llamafactory.ray_launch``,
+whose workers register the templates too.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import sys
@@ -28,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from lf_reasoning.errors import UserError
-from lf_reasoning.llamafactory.custom_template import builtin_template_names, register_custom_template
+from lf_reasoning.llamafactory.custom_template import (
+    CustomTemplate,
+    builtin_template_names,
+    load_custom_template,
+    register,
+)
 
 CUSTOM_TEMPLATES_KEY = "custom_templates"
 MODULE = "lf_reasoning.llamafactory.launch"
@@ -41,29 +47,60 @@ def _env_enabled(env: Mapping[str, str], name: str) -> bool:
 
 def read_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Load a YAML/JSON config and apply ``key=value`` overrides as ``llamafactory-cli train`` does (OmegaConf)."""
-    from omegaconf import OmegaConf
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from lf_reasoning.textfile import read_text
 
     path = Path(path)
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not KEY=VALUE (e.g. max_steps=10)")
     try:
+        cli = OmegaConf.from_cli(list(overrides))
+    except (yaml.YAMLError, OmegaConfBaseException) as exc:
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise UserError(f"overrides {' '.join(overrides)}: a value is not valid YAML ({problem}); quote it") from None
+    text = read_text(path, "config")
+    not_a_mapping = UserError(f"{path}: a training config is a mapping of LLaMA-Factory keys (`key: value` lines)")
+    try:
         if path.suffix == ".json":
-            base = OmegaConf.create(json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise not_a_mapping
+            base = OmegaConf.create(data)
         else:
-            base = OmegaConf.load(path.absolute())
-        config = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_cli(list(overrides))))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    except (ValueError, OmegaConfBaseException) as exc:  # json/yaml syntax errors are ValueErrors
-        raise UserError(f"{path}: cannot parse config: {exc}") from exc
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: a training config is a mapping of LLaMA-Factory keys")
+            base = OmegaConf.load(io.StringIO(text))  # as llamafactory-cli reads it (1e-5 is a float)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(_yaml_error(path, exc)) from None
+    except OSError:  # from a StringIO: OmegaConf's "Invalid loaded object type" (a scalar)
+        raise not_a_mapping from None
+    except OmegaConfBaseException as exc:  # e.g. an unclosed ${...} interpolation
+        raise UserError(f"{path}: OmegaConf cannot read it: {' '.join(str(exc).split())}") from None
+    if not isinstance(base, DictConfig):  # a list
+        raise not_a_mapping
+    try:
+        config = OmegaConf.to_container(OmegaConf.merge(base, cli))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{path}: cannot apply the overrides: {' '.join(str(exc).split())}") from None
+    assert isinstance(config, dict)
     return config
 
 
-def _template_paths(config: Mapping[str, Any], config_dir: Path | None) -> list[Path]:
+def _yaml_error(path: Path, exc: Exception) -> str:
+    """A YAML syntax error as ``FILE:LINE:COLUMN: what``, with a hint for the usual cause (tabs)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    hint = "indent with spaces, not tabs" if "tab" in problem else "check the indentation and quoting on that line"
+    return f"{where}: invalid YAML: {problem}{f' ({context})' if context else ''}; {hint}"
+
+
+def template_paths(config: Mapping[str, Any], config_dir: Path | None) -> list[Path]:
     value = config.get(CUSTOM_TEMPLATES_KEY) or []
     if isinstance(value, str):
         value = [value]
@@ -76,8 +113,12 @@ def _template_paths(config: Mapping[str, Any], config_dir: Path | None) -> list[
 
 def register_config_templates(config: Mapping[str, Any], config_dir: str | Path | None = None) -> list[str]:
     """Register every template in ``config['custom_templates']`` and return their names."""
-    paths = _template_paths(config, Path(config_dir) if config_dir is not None else None)
-    return [register_custom_template(path) for path in paths]
+    return [register(template) for template in _config_templates(config, config_dir)]
+
+
+def _config_templates(config: Mapping[str, Any], config_dir: str | Path | None) -> list[CustomTemplate]:
+    paths = template_paths(config, Path(config_dir) if config_dir is not None else None)
+    return [load_custom_template(path) for path in paths]
 
 
 def needs_launcher(config: Mapping[str, Any]) -> bool:
@@ -89,23 +130,29 @@ def needs_launcher(config: Mapping[str, Any]) -> bool:
 
 
 def run_training(config: Mapping[str, Any], config_dir: str | Path | None = None) -> None:
-    """Register the config's custom templates, then train with ``llamafactory.train.tuner.run_exp``.
+    """Register the config's custom templates, then train with ``llamafactory.train.tuner.run_exp`` (under
+    ``USE_RAY=1``: on Ray workers that register them too, see ``ray_launch``).
 
     ``config`` is not modified. ``config_dir`` is the folder relative template paths are resolved against
     (default: the working directory). LLaMA-Factory mutates the template it trains with (``default_system``,
     ``enable_thinking``, tool formats); the run gets a copy, so a later run in this process starts clean.
     """
     args = dict(config)
-    names = register_config_templates(args, config_dir)
+    templates = _config_templates(args, config_dir)
+    names = [register(t) for t in templates]
     args.pop(CUSTOM_TEMPLATES_KEY, None)
-    if names and _env_enabled(os.environ, "USE_RAY"):
-        raise UserError("Ray workers (USE_RAY=1) cannot see custom templates; unset USE_RAY, use FORCE_TORCHRUN=1")
     template = args.get("template")
     if template is not None and template not in builtin_template_names() and template not in names:
         raise UserError(
             f"key 'template': '{template}' is neither built into LLaMA-Factory nor defined in "
             f"'{CUSTOM_TEMPLATES_KEY}'; add its YAML there or pick a built-in template"
         )
+
+    if _env_enabled(os.environ, "USE_RAY"):
+        from lf_reasoning.llamafactory.ray_launch import run_on_ray
+
+        run_on_ray(args, templates)  # every worker is a fresh process: nothing here to restore
+        return
 
     from llamafactory.data.template import TEMPLATES
     from llamafactory.train.tuner import run_exp

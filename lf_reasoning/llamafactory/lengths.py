@@ -101,7 +101,7 @@ def count_thoughts(dataset_dir: Path, names: Sequence[str]) -> int:
         entry, files = dataset_files(dataset_dir, name)
         for conversation in iter_conversations(name, entry, files):
             if conversation and any(
-                m["role"] == "assistant" and _THOUGHT.search(m["content"]) for m in conversation[1]
+                m["role"] in ("assistant", "function") and _THOUGHT.search(m["content"]) for m in conversation[1]
             ):
                 count += 1
     return count

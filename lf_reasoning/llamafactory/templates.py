@@ -35,13 +35,24 @@ _NAME_PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"qwen3-.*thinking-2507", re.IGNORECASE), "qwen3", "Qwen3 Thinking-2507"),
     (re.compile(r"qwen3-.*instruct-2507", re.IGNORECASE), "qwen3_nothink", "Qwen3 Instruct-2507"),
     (re.compile(r"qwq", re.IGNORECASE), "qwen", "QwQ"),
+    # Qwen3.6 (Qwen/Qwen3.6-27B, Qwen/Qwen3.6-35B-A3B): 0.9.5 has the `qwen3_6` template but no table entry.
+    (re.compile(r"qwen3\.6", re.IGNORECASE), "qwen3_6", "Qwen3.6"),
+    (re.compile(r"qwen3\.5", re.IGNORECASE), "qwen3_5", "Qwen3.5"),
 )
 _REASONING_NAME = re.compile(r"qwq|think|reason|(?<![a-z0-9])r1(?![a-z0-9])", re.IGNORECASE)
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+?)--([^/\\]+)")
 _NL = r"(?:\n|\\n)"  # a newline, or the escaped one inside a Jinja string literal
 _R1_PREFILL = re.compile(r"<｜Assistant｜><think>" + _NL)
 _QWEN_THINK_PREFILL = re.compile(r"<\|im_start\|>assistant" + _NL + r"<think>" + _NL)
-_QWEN3_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "qwen3_next"})
+# config.json model_type → the template of its hybrid-thinking chat models. Qwen3.6 checkpoints keep Qwen3.5's
+# model_type (transformers documents it), so a local Qwen3.6 is told apart by its name (see _from_local_files).
+_QWEN3_MODEL_TYPES = {
+    "qwen3": "qwen3",
+    "qwen3_moe": "qwen3",
+    "qwen3_next": "qwen3",
+    "qwen3_5": "qwen3_5",
+    "qwen3_5_moe": "qwen3_5",
+}
 _TEMPLATE_HINT = (
     "e.g. qwen3 for Qwen3 hybrid and Thinking models, qwen3_nothink for Qwen3 Instruct-2507, "
     "deepseekr1 for DeepSeek-R1 and its distills"
@@ -206,12 +217,19 @@ def _from_local_files(model: str, follow_references: bool) -> TemplateChoice | N
     elif (
         model_type in _QWEN3_MODEL_TYPES and "<|im_start|>" in text and "enable_thinking" in text and "<think>" in text
     ):
-        template, evidence = "qwen3", f"is Qwen3's hybrid-thinking template (`enable_thinking`) on a {model_type} model"
+        template = _qwen_template(model_type, path)
+        evidence = f"is Qwen3's hybrid-thinking template (`enable_thinking`) on a {model_type} model"
     elif model_type in _QWEN3_MODEL_TYPES and _QWEN_THINK_PREFILL.search(text):
-        template, evidence = "qwen3", f"prefills `<think>\\n` on a {model_type} model as Qwen3 Thinking models do"
+        template = _qwen_template(model_type, path)
+        evidence = f"prefills `<think>\\n` on a {model_type} model as Qwen3 Thinking models do"
     else:
         return None
     return _choice(template, f"Inferred from {path / source}: its chat template {evidence}.")
+
+
+def _qwen_template(model_type: str, path: Path) -> str:
+    template = _QWEN3_MODEL_TYPES[model_type]
+    return "qwen3_6" if template == "qwen3_5" and re.search(r"qwen3\.6", path.name, re.IGNORECASE) else template
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lf_reasoning.errors import UserError
+from lf_reasoning.llamafactory.compat import require
 from lf_reasoning.record.sources import iter_file
 
 Messages = list[dict[str, str]]
-Conversation = tuple[str | None, Messages]
+# (system, messages) or (system, messages, tools): the tools' JSON list is shown in the prompt
+Conversation = tuple[str | None, Messages] | tuple[str | None, Messages, str | None]
+# The role convert writes a tool call under (dataset_info.SHAREGPT_TAGS) → LLaMA-Factory's ``Role`` value for it
+_ROLES = {"function_call": "function"}
 Pairs = list[tuple[list[int], list[int]]]
 
 
@@ -51,6 +56,19 @@ class _RecordingTokenizer:
         return getattr(self._tokenizer, name)
 
 
+def check_local_dir(value: str, option: str) -> None:
+    """Refuse a path-like ``value`` that is no directory, before Hugging Face reads it as a hub id and answers with
+    its repo-id rules. Path-like: it starts with ``.``, ``/`` or ``~``, has more than one ``/`` (a hub id has one:
+    ``owner/name``), holds a backslash on Windows, or names an existing file."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise UserError(f"{option} {value}: is a file; pass the folder that holds tokenizer.json (or a hub id)")
+    if value.startswith((".", "/", "~")) or value.count("/") > 1 or (os.sep != "/" and os.sep in value):
+        raise UserError(f"{option} {value}: no such directory (a local folder, or a hub id such as Qwen/Qwen3-8B)")
+
+
 class TokenCounter:
     """Counts the tokens LLaMA-Factory's template ``template`` produces for whole conversations."""
 
@@ -67,10 +85,12 @@ class TokenCounter:
             close = difflib.get_close_matches(template, list(TEMPLATES), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else " (see llamafactory/data/template.py)"
             raise UserError(f"--template {template}: LLaMA-Factory has no such template{hint}")
+        check_local_dir(tokenizer_path, "--tokenizer")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         except (OSError, ValueError) as err:
             raise UserError(f"--tokenizer {tokenizer_path}: cannot load a tokenizer: {err}") from err
+        require(DataArguments, "enable_thinking", "the data argument enable_thinking", "counting tokens")
         try:
             data_args = DataArguments(template=template, enable_thinking=enable_thinking)
             self.template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
@@ -80,7 +100,10 @@ class TokenCounter:
     def _encode(self, conversations: Iterable[Conversation]) -> tuple[list[str], list[Pairs]]:
         """The recorded text pieces and, per conversation, its (prompt, response) pairs of placeholder ids."""
         recorder = _RecordingTokenizer(self.tokenizer)
-        encoded = [self.template.encode_multiturn(recorder, messages, system) for system, messages in conversations]
+        encoded = [
+            self.template.encode_multiturn(recorder, _lf_roles(messages), system, *tools)
+            for system, messages, *tools in conversations
+        ]
         return recorder.texts, encoded
 
     def count(self, conversations: Sequence[Conversation]) -> list[int]:
@@ -117,6 +140,12 @@ class TokenCounter:
             thought = sum(_thought_tokens(texts[j], encodings[j], open_word, close_word) for j in pieces)
             parts.append(TokenParts(prompt, thought, trained - thought))
         return parts
+
+
+def _lf_roles(messages: Messages) -> Messages:
+    if not any(m["role"] in _ROLES for m in messages):
+        return messages
+    return [{**m, "role": _ROLES.get(m["role"], m["role"])} for m in messages]
 
 
 def _log_to_stderr() -> None:
@@ -182,11 +211,11 @@ def iter_conversations(name: str, entry: dict[str, Any], files: Sequence[Path]) 
                     f"{where}: record does not fit the '{name}' entry's columns/tags "
                     f"({type(err).__name__}: {err}); run `lf-reasoning validate`"
                 ) from err
-            extras = [key[1:] for key in ("_tools", "_images", "_videos", "_audios") if aligned[key]]
+            extras = [key[1:] for key in ("_images", "_videos", "_audios") if aligned[key]]
             if extras:
                 raise UserError(f"{where}: the record has {', '.join(extras)}; stats measures text conversations only")
             prompt, response = aligned["_prompt"], aligned["_response"]
             if len(prompt) % 2 != 1 or len(response) != 1:
                 yield None
-            else:
-                yield aligned["_system"] or None, prompt + response
+            else:  # the tools' JSON list is shown in the prompt
+                yield aligned["_system"] or None, prompt + response, aligned["_tools"] or None

@@ -28,6 +28,7 @@ from lf_reasoning.llamafactory.dataset_info import (
     TAG_KEYS,
     load_dataset_info,
 )
+from lf_reasoning.llamafactory.thought_words import META_KEY, read_record, template_words, words_mismatch
 from lf_reasoning.llamafactory.validate_data import (
     REQUIRED_TAGS,
     Finding,
@@ -36,6 +37,7 @@ from lf_reasoning.llamafactory.validate_data import (
     count,
     read_sample,
 )
+from lf_reasoning.record.markup import DEFAULT_WORDS, ThoughtWords
 
 REMOTE_NOTE = "remote: not checked"
 OK_NOTE = "ok"
@@ -73,10 +75,13 @@ class Problem:
     message: str
 
 
-def validate_dataset_info(dataset_dir: Path, names: list[str] | None = None) -> list[Problem]:
+def validate_dataset_info(
+    dataset_dir: Path, names: list[str] | None = None, template: str | None = None
+) -> list[Problem]:
     """Every problem LLaMA-Factory would hit (or silently work around) with ``dataset_dir``'s registry.
 
-    ``names`` restricts the check to those entries (all entries when ``None``).
+    ``names`` restricts the check to those entries (all entries when ``None``). With ``template`` (the one you will
+    train with), an entry whose thoughts that template would not recognise is an error naming the fix.
     """
     path = dataset_dir / DATA_CONFIG
     if not path.is_file():
@@ -111,6 +116,8 @@ def validate_dataset_info(dataset_dir: Path, names: list[str] | None = None) -> 
     selected = [name for name in names if name in info]
     for name in selected:
         problems += [Problem(severity, name, message) for severity, message in _check_entry(dataset_dir, info[name])]
+        if template is not None and not any(p.severity == "error" and p.entry == name for p in problems):
+            problems += [Problem("error", name, message) for message in words_mismatch(dataset_dir, [name], template)]
     return problems
 
 
@@ -145,6 +152,8 @@ def _check_entry(dataset_dir: Path, entry: Any) -> list[Finding]:
             )
         ]
     findings = [*_check_keys(entry), *_check_types(entry)]
+    words, words_findings = _recorded_words(entry)
+    findings += words_findings
     formatting = entry.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
         findings.append(
@@ -189,7 +198,7 @@ def _check_entry(dataset_dir: Path, entry: Any) -> list[Finding]:
         file_findings, sample = read_sample(dataset_dir, entry["file_name"])
         findings += file_findings
     if sample is not None and formatting and columns is not None:
-        findings += check_data(sample, formatting, columns, tags, ranking)
+        findings += check_data(sample, formatting, columns, tags, ranking, words)
     if not findings:
         findings.append(("info", OK_NOTE + (f": checked {sample.where}" if sample else "")))
     return findings
@@ -203,7 +212,7 @@ def _check_keys(entry: dict[str, Any]) -> Iterator[Finding]:
     ]
     for level, block in blocks:
         for key in block:
-            if key in LEVELS[level]:
+            if key in LEVELS[level] or (level == "entry" and key == META_KEY):  # ours: LLaMA-Factory ignores it
                 continue
             home = next((other for other, keys in LEVELS.items() if key in keys), None)
             if home:
@@ -212,6 +221,33 @@ def _check_keys(entry: dict[str, Any]) -> Iterator[Finding]:
                 hint = _suggest(key, LEVELS[level]) or f"; known keys: {', '.join(LEVELS[level])}"
             where = "" if level == "entry" else f" in {level}"
             yield "error", f"unknown key '{key}'{where}, which LLaMA-Factory ignores{hint}"
+
+
+def _recorded_words(entry: dict[str, Any]) -> tuple[ThoughtWords, list[Finding]]:
+    """The thought words ``convert --template`` recorded in the entry (else the default), and what to say of them."""
+    if META_KEY not in entry:
+        return DEFAULT_WORDS, []
+    try:
+        template, think, words = read_record(entry[META_KEY])
+    except ValueError as err:
+        return DEFAULT_WORDS, [("error", f"{err}; convert the dataset again to rewrite it")]
+    findings: list[Finding] = [
+        ("info", f"thoughts are in `{template}`'s words {words.open + '…' + words.close!r} (--think {think})")
+    ]
+    try:
+        installed = template_words(template)
+    except UserError:  # LLaMA-Factory is not installed (or has no such template): the record is all we know
+        installed = words
+    if installed != words:
+        findings.append(
+            (
+                "warning",
+                f"the installed LLaMA-Factory's `{template}` uses other thought words "
+                f"({installed.open + '…' + installed.close!r}, empty {installed.empty!r}): convert the dataset "
+                f"again with --template {template}",
+            )
+        )
+    return words, findings
 
 
 def _check_types(entry: dict[str, Any]) -> Iterator[Finding]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.llamafactory.dataset_info import DEFAULT_COLUMNS, FILE_TYPES
-from lf_reasoning.record.markup import THOUGHT_CLOSE, THOUGHT_OPEN, has_markup
+from lf_reasoning.record.markup import DEFAULT_WORDS, ThoughtWords, has_markup
 from lf_reasoning.record.sources import iter_file
 
 Severity = Literal["error", "warning", "info"]
@@ -113,8 +113,14 @@ def _file_type(path: Path) -> str | None:
 
 
 def check_data(
-    sample: Sample, formatting: str, columns: dict[str, str | None], tags: dict[str, str | None] | None, ranking: bool
+    sample: Sample,
+    formatting: str,
+    columns: dict[str, str | None],
+    tags: dict[str, str | None] | None,
+    ranking: bool,
+    words: ThoughtWords = DEFAULT_WORDS,
 ) -> Iterator[Finding]:
+    """``words``: what the thoughts must be written in (the entry's record of them, else the default)."""
     if sample.invalid:
         where, err = sample.invalid[0]
         yield (
@@ -145,7 +151,7 @@ def check_data(
             )
     if formatting != "alpaca" and tags and columns["messages"] in sample.columns:
         yield from _check_messages(sample, formatting, columns["messages"], tags)
-    yield from _check_thoughts(sample, formatting, columns, tags, ranking)
+    yield from _check_thoughts(sample, formatting, columns, tags, ranking, words)
 
 
 def _check_messages(sample: Sample, formatting: str, column: str, tags: dict[str, str | None]) -> Iterator[Finding]:
@@ -187,25 +193,49 @@ def _check_messages(sample: Sample, formatting: str, column: str, tags: dict[str
 
 
 def _check_thoughts(
-    sample: Sample, formatting: str, columns: dict[str, str | None], tags: dict[str, str | None] | None, ranking: bool
+    sample: Sample,
+    formatting: str,
+    columns: dict[str, str | None],
+    tags: dict[str, str | None] | None,
+    ranking: bool,
+    words: ThoughtWords,
 ) -> Iterator[Finding]:
     bad = [
         (where, text)
         for where, record in sample.records
         for text in _assistant_texts(record, formatting, columns, tags, ranking)
-        if not _recognised(text)
+        if not _recognised(text, words)
     ]
     if bad:
         where, text = bad[0]
+        recorded = "" if words == DEFAULT_WORDS else " (the words recorded in the entry)"
         yield (
             "warning",
             (
                 f"{len(bad)} assistant response(s) in {sample.where} have thought markup LLaMA-Factory "
                 f"will not recognise, first at {where}: {text[:40]!r}; its reasoning templates only "
-                f"handle {THOUGHT_OPEN + '…' + THOUGHT_CLOSE!r} at the start of a response. "
-                "Run `lf-reasoning convert` to rewrite it"
+                f"handle {words.open + '…' + words.close!r}{recorded} at the start of a response"
+                f"{_other_words(text)}. Run `lf-reasoning convert` to rewrite it"
             ),
         )
+
+
+def _other_words(text: str) -> str:
+    """Which templates' words ``text`` is written in, when the installed LLaMA-Factory has some that fit."""
+    from lf_reasoning.llamafactory.thought_words import best_words, reasoning_templates, words_groups
+
+    try:
+        groups, reasoning = words_groups(), set(reasoning_templates())
+    except UserError:  # LLaMA-Factory is not installed: validate works without it
+        return ""
+    best = best_words(text, groups)
+    names = [name for words, group in groups.items() if words in best for name in group if name in reasoning]
+    if not names:
+        return ""
+    return (
+        f"; it is in the thought words of {', '.join(names[:6])}: `lf-reasoning convert … --template "
+        f"{names[0]}` writes them and records it in the entry"
+    )
 
 
 def _assistant_texts(
@@ -235,14 +265,16 @@ def _assistant_texts(
     return [value for value in values if isinstance(value, str)]
 
 
-def _recognised(text: str) -> bool:
-    """No thought markup at all, or exactly ``THOUGHT_OPEN + thought + THOUGHT_CLOSE + answer``."""
-    if not has_markup(text):
+def _recognised(text: str, words: ThoughtWords) -> bool:
+    """No thought markup at all, or exactly one thought block in ``words`` before the answer."""
+    markers = [m for m in words.markers() if m]
+    if not has_markup(text) and not any(m in text for m in markers):
         return True
-    if not text.startswith(THOUGHT_OPEN):
+    split = words.split(text)
+    if split is None:
         return False
-    thought, close, answer = text[len(THOUGHT_OPEN) :].partition(THOUGHT_CLOSE)
-    return bool(close) and not has_markup(thought) and not has_markup(answer)
+    thought, answer = split
+    return not any(has_markup(part) or any(m in part for m in markers) for part in (thought, answer))
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:

@@ -1,10 +1,12 @@
-"""Every spelling of thought and answer markup lf-reasoning reads, and the one form it writes.
+"""Every spelling of thought and answer markup lf-reasoning reads, and the words it writes thoughts in.
 
 Readers split these tags out (``thoughts``), filters reject a thought or answer that still holds one, ``validate``
 flags them in a registered dataset and custom templates default to the written form: all from this one list.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 # (open, close) pairs of thought markup, most specific first.
 THOUGHT_TAGS = (
@@ -17,10 +19,50 @@ ANSWER_TAGS = (
     ("<|begin_of_solution|>", "<|end_of_solution|>"),
     ("<answer>", "</answer>"),
 )
-# LLaMA-Factory's default thought words (``ReasoningTemplate.thought_words``): what ``convert`` writes.
+# LLaMA-Factory's default thought words (``ReasoningTemplate.thought_words``): what ``convert`` writes without
+# ``--template``.
 THOUGHT_OPEN = "<think>\n"
 THOUGHT_CLOSE = "\n</think>\n\n"
 EMPTY_THOUGHT = THOUGHT_OPEN.rstrip("\n") + "\n\n" + THOUGHT_CLOSE.lstrip("\n")  # "<think>\n\n</think>\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ThoughtWords:
+    """How a thought is written around the answer: ``open + thought + close + answer``, and ``empty`` (the whole
+    block) for an empty thought. A LLaMA-Factory template's own words come from
+    :func:`lf_reasoning.llamafactory.thought_words.template_words`; :data:`DEFAULT_WORDS` needs no import."""
+
+    open: str
+    close: str
+    empty: str
+
+    def render(self, thought: str | None, answer: str) -> str:
+        """The assistant text: the thought block (none when ``thought`` is None) then the answer."""
+        if thought is None:
+            return answer
+        return (self.empty if thought == "" else self.open + thought + self.close) + answer
+
+    def split(self, text: str) -> tuple[str, str] | None:
+        """``(thought, answer)`` when ``text`` starts with a thought block in exactly these words, else None."""
+        if text.startswith(self.empty):
+            return "", text[len(self.empty) :]
+        if not text.startswith(self.open):
+            return None
+        end = text.find(self.close, len(self.open))
+        if end < 0:
+            return None
+        thought = text[len(self.open) : end]
+        if not thought and self.empty != self.open + self.close:
+            return None  # an empty thought written otherwise than this template's own empty block
+        return thought, text[end + len(self.close) :]
+
+    def markers(self) -> tuple[str, str]:
+        """The visible parts of the words (what LLaMA-Factory looks for to tell that a response has a thought)."""
+        return self.open.strip(), self.close.strip()
+
+
+# LLaMA-Factory's default words (every ``<think>\n`` template, and templates without words of their own).
+DEFAULT_WORDS = ThoughtWords(THOUGHT_OPEN, THOUGHT_CLOSE, EMPTY_THOUGHT)
 
 
 # The common tail of each pair ("think>" is in "<think>" and "</think>"): one substring scan finds either tag,

@@ -7,6 +7,7 @@ a source that cannot be read at all raises :class:`UserError`.
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import io
 from collections.abc import Iterator, Sequence
@@ -54,7 +55,16 @@ def list_files(src: str) -> list[Path]:
         if not has_supported_suffix(path):
             raise UserError(f"{src}: unsupported file type; use one of {', '.join(SUFFIXES)}")
         return [path]
-    raise UserError(f"{src}: no such file or directory")
+    close = difflib.get_close_matches(path.name, _names_in(path.parent), n=1, cutoff=0.75)
+    hint = f"; did you mean {path.parent / close[0]}?" if close else ""
+    raise UserError(f"{src}: no such file or directory{hint}")
+
+
+def _names_in(folder: Path) -> list[str]:
+    try:
+        return [p.name for p in folder.iterdir()]
+    except OSError:
+        return []
 
 
 def iter_file(path: Path, *, lazy: bool = False) -> Iterator[tuple[str, Raw]]:
@@ -64,12 +74,18 @@ def iter_file(path: Path, *, lazy: bool = False) -> Iterator[tuple[str, Raw]]:
     :func:`parse_line`, so parsing (and everything per line) can happen in worker processes.
     """
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        yield from _iter_parquet(path)
-    elif name.endswith(".csv"):
-        yield from _iter_csv(path)
-    else:
-        yield from _iter_json(path, lazy)
+    try:
+        if name.endswith(".parquet"):
+            yield from _iter_parquet(path)
+        elif name.endswith(".csv"):
+            yield from _iter_csv(path)
+        else:
+            yield from _iter_json(path, lazy)
+    except (OSError, EOFError) as err:  # mid-file: a truncated or damaged .gz/.zst, a failing disk
+        hint = (
+            "; it may be truncated or damaged: download or compress it again" if name.endswith((".gz", ".zst")) else ""
+        )
+        raise UserError(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}{hint}") from None
 
 
 def iter_hub(name: str, *, split: str = "train") -> Iterator[tuple[str, Raw]]:
@@ -102,8 +118,12 @@ def resolve_sources(sources: Sequence[str]) -> list[Path | str]:
 
 
 def looks_like_hub_name(src: str) -> bool:
+    """``owner/name`` or ``owner/name:config`` that is no local path. A name ending in a data-file suffix, or whose
+    owner part is a local folder (``data/tarin.jsonl``), is a mistyped path, not a hub dataset."""
     repo = src.partition(":")[0]
-    return not Path(src).exists() and repo.count("/") == 1 and not repo.startswith((".", "/"))
+    if Path(src).exists() or repo.count("/") != 1 or repo.startswith((".", "/", "~")):
+        return False
+    return not has_supported_suffix(Path(repo)) and not Path(repo.split("/")[0]).is_dir()
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -111,10 +131,49 @@ def _open_binary(path: Path) -> IO[bytes]:
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
     if name.endswith(".zst"):
+        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 20)
+    return open(path, "rb", buffering=1 << 20)
+
+
+class _ZstdReader(io.RawIOBase):
+    """Zstandard frames, one after another; a file cut off inside a frame raises :class:`EOFError` as gzip does
+    (zstandard's ``stream_reader`` ends quietly there: the records after the cut would be lost unnoticed)."""
+
+    def __init__(self, path: Path) -> None:
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb", buffering=1 << 20)
+        self._file = open(path, "rb")  # noqa: SIM115 — closed by close(), as the BufferedReader around it is
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = self._decompressor.decompressobj()
+        self._out = memoryview(b"")
+        self._error = zstandard.ZstdError
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            if self._frame.eof:  # a frame ended: another may follow
+                data = self._frame.unused_data or self._file.read(1 << 20)
+                if not data:
+                    return 0
+                self._frame = self._decompressor.decompressobj()
+            else:
+                data = self._file.read(1 << 20)
+                if not data:
+                    raise EOFError("compressed file ended before the end of its last Zstandard frame")
+            try:
+                self._out = memoryview(self._frame.decompress(data))
+            except self._error as err:
+                raise OSError(f"not valid Zstandard data ({err})") from None
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _iter_json(path: Path, lazy: bool) -> Iterator[tuple[str, Raw]]:
@@ -124,8 +183,12 @@ def _iter_json(path: Path, lazy: bool) -> Iterator[tuple[str, Raw]]:
             f.read(len(BOM))
             head = head[len(BOM) :]
         if head.lstrip()[:1] == b"[":
-            yield from _iter_json_array(path, f.read())
-            return
+            data = f.read()
+            items = _json_array(path, data)
+            if items is not None:
+                yield from _array_items(path, items)
+                return
+            f = io.BytesIO(data)  # JSON Lines whose first line is an array (a bad record): read line by line
         empty, lineno = True, 0
         for line in f:
             lineno += 1
@@ -157,16 +220,32 @@ def parse_line(line: bytes) -> dict[str, Any] | RecordError | None:
     return RecordError("not_an_object", f"line holds a JSON {type(obj).__name__}, not an object")
 
 
-def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Raw]]:
+def _json_array(path: Path, data: bytes) -> list[Any] | None:
+    """The items of a file that starts with ``[``; ``None`` when it is JSON Lines whose first line is an array."""
     try:
         items = orjson.loads(data)
     except orjson.JSONDecodeError as err:
+        first, _, rest = data.partition(b"\n")
+        if err.lineno > 1 and rest.strip() and _is_json(first):
+            return None
         raise UserError(
             f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}. "
             "Fix the file or write it as JSON Lines (one object per line)."
         ) from err
     if not items:
         raise UserError(f"{path}: file is empty (an empty JSON array)")
+    return items
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _array_items(path: Path, items: list[Any]) -> Iterator[tuple[str, Raw]]:
     for i, obj in enumerate(items):
         where = f"{path}#{i}"
         if isinstance(obj, dict):
@@ -194,16 +273,26 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, Raw]]:
 def _iter_csv(path: Path) -> Iterator[tuple[str, Raw]]:
     # surrogateescape keeps reading past invalid bytes so only the affected row is rejected
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        rows = csv.DictReader(f)
-        if not rows.fieldnames:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
             raise UserError(f"{path}: file is empty (no header row)")
         empty = True
-        for row in rows:
-            empty = False
-            where = f"{path}:{rows.line_num}"
-            if None in row:
-                yield where, RecordError("csv_columns", "row has more fields than the header")
+        while True:
+            start = reader.line_num + 1  # a row located by its first line (a quoted field may hold line breaks)
+            cells = next(reader, None)
+            if cells is None:
+                break
+            if not cells:  # a blank line
                 continue
+            empty = False
+            where = f"{path}:{start}"
+            if len(cells) > len(header):
+                detail = f"row has {len(cells)} fields, the header {len(header)}; quote a field that holds a comma"
+                yield where, RecordError("csv_columns", detail)
+                continue
+            row: dict[str, str | None] = dict(zip(header, cells, strict=False))
+            row.update(dict.fromkeys(header[len(cells) :]))  # a short row: the missing fields are None
             try:
                 "".join(v for v in row.values() if v).encode("utf-8")
             except UnicodeEncodeError:

@@ -1,21 +1,19 @@
-"""Thought markup: split every known variant into (thought, answer); render LLaMA-Factory's exact form.
+"""Thought markup: split every known variant into (thought, answer); render it in a template's exact words.
 
-LLaMA-Factory's reasoning templates recognise a thought only when written exactly as
-``"<think>\\n" + thought + "\\n</think>\\n\\n" + answer`` (its ``remove_thought`` matches literally), so
-every source variant is parsed here and re-rendered in that one form.
+LLaMA-Factory's reasoning templates recognise a thought only when written exactly in their thought words (by
+default ``"<think>\\n" + thought + "\\n</think>\\n\\n" + answer``; its ``remove_thought`` matches literally), so
+every source variant is parsed here and re-rendered in one form: :class:`~lf_reasoning.record.markup.ThoughtWords`.
 """
 
 from __future__ import annotations
 
 from lf_reasoning.errors import RecordError
-from lf_reasoning.record.markup import ANSWER_TAGS, EMPTY_THOUGHT, THOUGHT_CLOSE, THOUGHT_OPEN, THOUGHT_TAGS
+from lf_reasoning.record.markup import ANSWER_TAGS, DEFAULT_WORDS, THOUGHT_TAGS, ThoughtWords
 
 
-def render_response(thought: str | None, answer: str) -> str:
-    """The assistant text LLaMA-Factory expects: the thought block (when there is one) then the answer."""
-    if thought is None:
-        return answer
-    return THOUGHT_OPEN + thought + THOUGHT_CLOSE + answer
+def render_response(thought: str | None, answer: str, words: ThoughtWords = DEFAULT_WORDS) -> str:
+    """The assistant text LLaMA-Factory expects: the thought block in ``words`` (when there is one), then the answer."""
+    return words.render(thought, answer)
 
 
 def split_thought(text: str) -> tuple[str | None, str]:
@@ -76,8 +74,6 @@ def merge_thought(field_thought: str | None, content: str) -> tuple[str | None, 
     return field_thought.strip(), answer
 
 
-def has_exact_thought(response: str) -> bool:
-    """True when a response uses LLaMA-Factory's exact thought words (what its templates can strip)."""
-    if not response.startswith(THOUGHT_OPEN):
-        return False
-    return response.find(THOUGHT_CLOSE) > 0 or response.startswith(EMPTY_THOUGHT)
+def has_exact_thought(response: str, words: ThoughtWords = DEFAULT_WORDS) -> bool:
+    """True when a response starts with a thought in exactly ``words`` (what the template can strip)."""
+    return words.split(response) is not None

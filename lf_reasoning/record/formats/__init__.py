@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lf_reasoning.errors import RecordError, UserError
+from lf_reasoning.record.fields_seen import suggest_map
 from lf_reasoning.record.formats.columns import column_reader, parse_mapping, prompt_reader
 from lf_reasoning.record.formats.conversation import (
     detect_messages,
@@ -19,7 +20,14 @@ from lf_reasoning.record.formats.conversation import (
     read_sharegpt,
     read_sharegpt_prompt,
 )
-from lf_reasoning.record.formats.cot import detect_medical_cot, detect_s1k, read_medical_cot, read_s1k
+from lf_reasoning.record.formats.cot import (
+    detect_medical_cot,
+    detect_s1k,
+    detect_s1k_gemini,
+    read_medical_cot,
+    read_s1k,
+    read_s1k_gemini,
+)
 from lf_reasoning.record.formats.distill import (
     detect_openr1,
     detect_r1_distill,
@@ -51,16 +59,26 @@ class Format:
     detect: Callable[[dict[str, Any]], str | None]
     read: Reader
     read_prompt: PromptReader | None = None  # None: the prompt of the record's first sample
-    prompt_note: str = "its prompts are used (its answers are not sent)"  # what distill says it takes
+    prompt_note: str = "its prompts are sent"  # what distill says it takes
     multi_sample: bool = False  # one record holds several samples: verify writes one verdict per sample
+    answers: str | None = None  # where distill finds the source's answers, kept as reference (None: it has none)
+    unread: frozenset[str] = frozenset()  # text columns left out on purpose (not reported as unused by convert)
+    tools: bool = False  # reads a `tools` list and tool turns (else a record with tools is rejected)
 
     def prompt(self, record: dict[str, Any]) -> ReasoningSample:
+        """What distill sends: the prompt, its system prompt and earlier turns, and as ``reference`` the source's
+        reference answer or, without one, the source's own answer (the gold that ``grade``/``verify`` read)."""
+        reject_tools(record, "distill cannot send tools to the API yet")
         if self.read_prompt is not None:
-            return self.read_prompt(record)
-        first = self.read(record)[0]
-        if isinstance(first, RecordError):
-            raise first
-        return first
+            sample = self.read_prompt(record)
+        else:
+            first = self.read(record)[0]
+            if isinstance(first, RecordError):
+                raise first
+            sample = first
+        if sample.reference is None or not sample.reference.strip():
+            sample.reference = sample.answer if sample.answer.strip() else None
+        return sample
 
 
 FORMATS: dict[str, Format] = {
@@ -72,17 +90,41 @@ FORMATS: dict[str, Format] = {
             detect_openr1,
             read_openr1,
             read_openr1_prompt,
-            "prompts from 'problem', references from 'answer'",
+            "prompts from 'problem'",
             multi_sample=True,
+            answers="`answer`",
+            unread=frozenset({"solution"}),  # the reference worked solution: the generations are the traces
         ),
-        Format("s1k", "s1K: question, thinking_trajectories[0], attempt", detect_s1k, read_s1k),
+        Format(
+            "s1k",
+            "s1K: question, thinking_trajectories[0], attempt; s1K-1.1: deepseek_thinking_trajectory, deepseek_attempt",
+            detect_s1k,
+            read_s1k,
+            unread=frozenset({"metadata", "gemini_thinking_trajectory", "gemini_attempt"}),
+            answers="`solution`, else the attempt",
+        ),
+        Format(
+            "s1k_gemini",
+            "s1K-1.1 with the Gemini trace: question, gemini_thinking_trajectory, gemini_attempt",
+            detect_s1k_gemini,
+            read_s1k_gemini,
+            unread=frozenset({"metadata", "deepseek_thinking_trajectory", "deepseek_attempt"}),
+            answers="`solution`, else the attempt",
+        ),
         Format(
             "r1_distill",
             "R1 distill dump: input, reasoning_content, content, score, repo_name",
             detect_r1_distill,
             read_r1_distill,
+            answers="`reference_answer`, else `content`",
         ),
-        Format("medical_cot", "CoT set: Question, Complex_CoT, Response", detect_medical_cot, read_medical_cot),
+        Format(
+            "medical_cot",
+            "CoT set: Question, Complex_CoT, Response",
+            detect_medical_cot,
+            read_medical_cot,
+            answers="`Response`",
+        ),
         Format(
             "messages",
             "OpenAI messages (reasoning_content/reasoning, AM info, LLaMA-Factory v1 parts)",
@@ -90,6 +132,8 @@ FORMATS: dict[str, Format] = {
             read_messages,
             read_messages_prompt,
             "the last user turn is the prompt",
+            answers="AM `info.reference_answer`, else the last assistant turn",
+            tools=True,
         ),
         Format(
             "sharegpt",
@@ -98,9 +142,15 @@ FORMATS: dict[str, Format] = {
             read_sharegpt,
             read_sharegpt_prompt,
             "the last user turn is the prompt",
+            answers="the last assistant turn",
+            tools=True,
         ),
         Format(
-            "alpaca", "Alpaca instruction/input/output (output may hold <think> markup)", detect_alpaca, read_alpaca
+            "alpaca",
+            "Alpaca instruction/input/output (output may hold <think> markup)",
+            detect_alpaca,
+            read_alpaca,
+            answers="`output`",
         ),
     )
 }
@@ -118,8 +168,7 @@ def detect_format(record: dict[str, Any], where: str, *, prompts: bool = False) 
     if not prompts:
         raise UserError(
             f"{where}: cannot tell the format from the keys [{keys}]. Pass --format NAME "
-            f"({', '.join(FORMATS)}) or map the columns, e.g. --map prompt=Question --map thought=Complex_CoT "
-            "--map answer=Response"
+            f"({', '.join(FORMATS)}) or map the columns, e.g. {suggest_map(record)}"
         )
     prompt_key = next((k for k in PROMPT_KEYS if isinstance(record.get(k), str)), None)
     if prompt_key is None:
@@ -131,17 +180,16 @@ def detect_format(record: dict[str, Any], where: str, *, prompts: bool = False) 
     if prompt_key == "instruction":  # Alpaca without outputs: LLaMA-Factory joins instruction and input
         mapping["query"] = "input"
     reference_key = next((k for k in REFERENCE_KEYS if k in record and k != prompt_key), None)
-    note = f"prompts from '{prompt_key}'"
     if reference_key:
         mapping["reference"] = reference_key
-        note += f", reference answers from '{reference_key}'"
-    return _columns("prompts", mapping, note), f"has a '{prompt_key}' column"
+    return _columns("prompts", mapping, f"prompts from '{prompt_key}'"), f"has a '{prompt_key}' column"
 
 
 def _columns(name: str, mapping: dict[str, str], note: str = "prompts from the mapped columns") -> Format:
     read_prompt = prompt_reader(mapping)
     read = column_reader(mapping) if "answer" in mapping else (lambda record: [read_prompt(record)])
-    return Format(name, "mapped columns", lambda record: "--map", read, read_prompt, note)
+    answers = f"`{mapping['reference']}`" if "reference" in mapping else None
+    return Format(name, "mapped columns", lambda record: "--map", read, read_prompt, note, answers=answers)
 
 
 def resolve_reader(fmt: str, mapping: Sequence[str], *, prompts: bool = False) -> Format | None:
@@ -168,17 +216,43 @@ def read_record(fmt: Format, record: dict[str, Any]) -> Sequence[ReasoningSample
     ``verify`` is one object, or a list with one per OpenR1 generation. A verdict sets ``meta["verified"]``
     (so convert drops wrong answers, and ``--require-verified`` keeps only right ones); its 10/0 score becomes
     the record's score only when the record has none of its own (a judge's quality score wins).
+
+    ``lf-reasoning grade``'s ``grade`` object (on the generation ``grade.sample`` of a multi-sample record) wins over
+    both: its score is the sample's score and its verdict, where it has one, sets ``meta["verified"]``.
     """
+    if not fmt.tools:
+        reject_tools(record, f"the {fmt.name} format has no tool turns (messages and sharegpt records carry them)")
     samples = fmt.read(record)
     verdicts = record.get("verify")
-    if not verdicts:
+    grade = record.get("grade")
+    if not verdicts and not isinstance(grade, dict):
         return samples
     for sample in samples:
         if isinstance(sample, RecordError):
             continue
-        verdict = verdicts[sample.meta.get("generation", 0)] if isinstance(verdicts, list) else verdicts
+        generation = sample.meta.get("generation", 0)
+        if isinstance(verdicts, list):  # one verdict per generation; a shorter list leaves the rest without one
+            verdict = verdicts[generation] if generation < len(verdicts) else None
+        else:
+            verdict = verdicts or None
         if isinstance(verdict, dict) and verdict.get("verdict") is not None:
             sample.meta["verified"] = bool(verdict["verdict"])
             if sample.score is None and isinstance(verdict.get("score"), int | float):
                 sample.score = verdict["score"]
+        if isinstance(grade, dict) and grade.get("sample", 0) == generation:
+            if isinstance(grade.get("verdict"), bool):
+                sample.meta["verified"] = grade["verdict"]
+            if isinstance(grade.get("score"), int | float):
+                sample.score = grade["score"]
     return samples
+
+
+def reject_tools(record: dict[str, Any], why: str) -> None:
+    """A record declaring tools (a ``tools`` list, or a JSON string of one) is never used without them."""
+    tools = record.get("tools")
+    if tools and not (isinstance(tools, str) and tools.strip() in ("[]", "null", "")):
+        raise RecordError(
+            "tools_not_supported",
+            f"the record has a 'tools' field, and {why}; using it without them would train answers about tools the "
+            "model never sees",
+        )

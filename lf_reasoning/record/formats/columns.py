@@ -61,12 +61,11 @@ def prompt_reader(mapping: dict[str, str]) -> Callable[[dict[str, Any]], Reasoni
                 prompt = f"{prompt}\n{query}"
         if not prompt or prompt.isspace():
             raise RecordError("empty_prompt", f"field '{prompt_key}' is empty")
-        reference = record.get(reference_key) if reference_key is not None else None
         return ReasoningSample(
             prompt=prompt,
             answer="",
             system=text(record, system_key, required=False) if system_key is not None else None,
-            reference=None if reference is None else str(reference),  # numeric answers (GSM8K-style) become text
+            reference=fields.reference(record, reference_key) if reference_key is not None else None,
             source=identifier(record, source_key) if source_key is not None else None,
             id=identifier(record, id_key) if id_key is not None else None,
         )

@@ -20,7 +20,7 @@ def detect_r1_distill(record: dict[str, Any]) -> str | None:
 
 def read_r1_distill(record: dict[str, Any]) -> list[ReasoningSample]:
     thought, answer = fields.thought_and_answer(record, "reasoning_content", "content")
-    reference = fields.text(record, "reference_answer", required=False)
+    reference = fields.reference(record, "reference_answer")
     return [instruction_sample(record, fields.text(record, "input"), thought, answer, reference)]
 
 
@@ -34,12 +34,12 @@ def read_openr1(record: dict[str, Any]) -> list[ReasoningSample | RecordError]:
     """One sample per generation (or the reason it cannot be used); Math-Verify's verdict goes to ``meta``."""
     problem = fields.text(record, "problem")
     generations = fields.items(record, "generations")
-    verified = record.get("correctness_math_verify") or []
-    finish = record.get("finish_reasons") or []
+    verified = _optional_list(record, "correctness_math_verify")
+    finish = _optional_list(record, "finish_reasons")
     samples: list[ReasoningSample | RecordError] = []
     for i, generation in enumerate(generations):
         if not isinstance(generation, str):
-            raise RecordError("wrong_type", f"generations[{i}] is {type(generation).__name__}, expected a string")
+            raise RecordError("wrong_type", f"generations[{i}] is {fields.kind(generation)}, expected a string")
         meta: dict[str, Any] = {"generation": i}
         if i < len(verified) and isinstance(verified[i], bool):
             meta["verified"] = verified[i]
@@ -64,11 +64,21 @@ def read_openr1(record: dict[str, Any]) -> list[ReasoningSample | RecordError]:
                 answer=answer,
                 source=fields.identifier(record, "source"),
                 id=fields.identifier(record, "uuid"),
-                reference=fields.text(record, "answer", required=False),
+                reference=fields.reference(record, "answer"),
                 meta=meta,
             )
         )
     return samples
+
+
+def _optional_list(record: dict[str, Any], key: str) -> list[Any]:
+    """A list field that may be absent (one item per generation)."""
+    value = record.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError("wrong_type", f"field '{key}' is {fields.kind(value)}, expected a list")
+    return value
 
 
 # distill reads an OpenR1 prompt whatever became of the dump's generations

@@ -48,7 +48,7 @@ def read_history(value: Any) -> list[Turn]:
     if not value:
         return []
     if not isinstance(value, list):
-        raise RecordError("wrong_type", f"field 'history' is {type(value).__name__}, expected a list of pairs")
+        raise RecordError("wrong_type", f"field 'history' is {fields.kind(value)}, expected a list of pairs")
     turns = []
     for i, pair in enumerate(value):
         if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):

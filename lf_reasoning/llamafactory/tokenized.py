@@ -1,0 +1,97 @@
+"""Refuse a stale ``tokenized_path``: LLaMA-Factory loads a saved tokenised dataset and ignores every data key.
+
+Before the run that creates the folder, ``lf-reasoning train`` records what the tokens were made from beside it
+(``<tokenized_path>.inputs.json``: the keys that change tokenisation, each data file's size and modification time,
+each custom template file's content hash). A later run whose inputs differ is refused, naming what changed; a
+folder without that record (made by hand or by llamafactory-cli) is used with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lf_reasoning.atomic import write_atomic
+from lf_reasoning.errors import UserError
+
+# The keys whose value changes the tokens LLaMA-Factory saves (beside the data files themselves).
+TOKENIZATION_KEYS = (
+    "model_name_or_path", "tokenizer_name_or_path", "adapter_name_or_path", "stage", "template", "enable_thinking",
+    "preserve_thinking", "default_system", "tool_format", "dataset", "eval_dataset", "dataset_dir", "cutoff_len",
+    "val_size", "max_samples", "mix_strategy", "interleave_probs", "train_on_prompt", "mask_history", "packing",
+    "neat_packing", "seed",
+)  # fmt: skip
+
+
+def inputs_path(tokenized_path: Path) -> Path:
+    return tokenized_path.with_name(tokenized_path.name + ".inputs.json")
+
+
+def _has_tokens(path: Path) -> bool:
+    """LLaMA-Factory's ``has_tokenized_data``: a non-empty folder is loaded as the tokenised dataset."""
+    return path.is_dir() and any(path.iterdir())
+
+
+def tokenization_inputs(config: Mapping[str, Any], config_dir: Path) -> dict[str, Any]:
+    """What the tokens of ``config`` are made from, as JSON-able values."""
+    from lf_reasoning.llamafactory.launch import CUSTOM_TEMPLATES_KEY, template_paths
+    from lf_reasoning.llamafactory.lengths import dataset_files
+
+    inputs: dict[str, Any] = {key: config.get(key) for key in TOKENIZATION_KEYS}
+    dataset_dir = Path(str(config.get("dataset_dir", "data"))).expanduser()
+    files: dict[str, list[int]] = {}
+    for key in ("dataset", "eval_dataset"):
+        for name in (n.strip() for n in str(config.get(key) or "").split(",") if n.strip()):
+            try:
+                found = dataset_files(dataset_dir, name)[1]
+            except UserError:  # remote: its revision is the dataset key itself
+                continue
+            for path in found:
+                stat = path.stat()
+                files[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    inputs["data files (size, modified)"] = files
+    inputs[CUSTOM_TEMPLATES_KEY] = {
+        str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in template_paths(config, config_dir)
+    }
+    return inputs
+
+
+def check_tokenized_path(config: Mapping[str, Any], config_dir: Path, source: str) -> list[str]:
+    """Refuse a saved tokenised dataset made from other inputs (``UserError``); returns warnings."""
+    if not config.get("tokenized_path"):
+        return []
+    path = Path(str(config["tokenized_path"])).expanduser()
+    if not _has_tokens(path):
+        return []
+    record = inputs_path(path)
+    if not record.is_file():
+        return [f"tokenized_path {path} holds tokens of unknown inputs (no {record.name}): LLaMA-Factory loads them "
+                "and ignores the data keys; delete the folder if the data or template changed"]  # fmt: skip
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    current = tokenization_inputs(config, config_dir)
+    changed = [key for key in current if recorded.get(key) != current[key]]
+    if changed:
+        raise UserError(
+            f"{source}: key 'tokenized_path': {path} was tokenised from other inputs ({', '.join(changed)} changed "
+            f"since, see {record}); LLaMA-Factory would train on the old tokens: delete the folder (rm -r {path}) "
+            "to tokenise again, or set tokenized_path to a new folder"
+        )
+    return []
+
+
+def record_tokenization_inputs(config: Mapping[str, Any], config_dir: Path) -> None:
+    """Before a run that will save the tokens: record their inputs beside ``tokenized_path`` (no-op without one)."""
+    if not config.get("tokenized_path") or config.get("streaming"):
+        return
+    path = Path(str(config["tokenized_path"])).expanduser()
+    if _has_tokens(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(tokenization_inputs(config, config_dir), indent=1, sort_keys=True, default=str) + "\n"
+    write_atomic(inputs_path(path), text.encode())
