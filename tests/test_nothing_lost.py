@@ -213,7 +213,10 @@ def test_config_keeps_an_edited_train_yaml(tmp_path: Path, tiny_model: Path) -> 
     train.write_text(edited)
     before = snapshot(run_dir)
     code, out = run(*args)
-    assert code == EXIT_ERROR and f"{train} exists and was edited after lf-reasoning wrote it; pass --force" in out
+    assert (
+        code == EXIT_ERROR
+        and f"the config {train} exists and was edited after lf-reasoning wrote it; pass --force" in out
+    )
     assert snapshot(run_dir) == before
     code, out = run(*args, "--force")
     assert code == 0 and train.read_text() != edited, out

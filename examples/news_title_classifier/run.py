@@ -209,7 +209,8 @@ def demo(out: Path, teacher: tuple[str, str] | None) -> int:
     stages.run("model", [sys.executable, "-m", "lf_reasoning.tiny_model", str(tiny), str(out / "corpus.txt")])
     for variant in VARIANTS:
         args = config_args(variant, str(tiny), out, dataset_dir)
-        stages.run(f"config_{variant}", lf_reasoning(*args, "--hardware", "cpu", "--finetuning", "full"))
+        # --force: the work folder is the demo's own; a re-run replaces configs an older version wrote
+        stages.run(f"config_{variant}", lf_reasoning(*args, "--hardware", "cpu", "--finetuning", "full", "--force"))
     # The untrained model: answer_only's predict.yaml pointed at the base model instead of the trained one.
     untrained = out / "untrained"
     stages.run(

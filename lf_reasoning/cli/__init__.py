@@ -42,8 +42,12 @@ def main() -> None:
 
     \b
     Typical flow:
-      lf-reasoning convert data.jsonl --name my_r1 --dataset-dir data
-      lf-reasoning validate --dataset-dir data
+      lf-reasoning convert data.jsonl --name my_r1 --dataset-dir data --model Qwen/Qwen3-8B
+      lf-reasoning inspect my_r1 --dataset-dir data --model Qwen/Qwen3-8B
+      lf-reasoning config --model Qwen/Qwen3-8B --dataset my_r1 --dataset-dir data --out runs/r1
+      lf-reasoning train runs/r1/train.yaml
+      lf-reasoning serve runs/r1/train.yaml
+    Making data: distill (from a reasoning model's API), then grade (or verify / score).
     """
 
 

@@ -34,7 +34,7 @@ def write_configs(configs: ConfigSet, out: Path, *, force: bool = False) -> list
         text = _header(file, configs) + yaml.safe_dump(file.values, sort_keys=False, allow_unicode=True, width=1000)
         texts[out / file.file_name] = _stamped(text)
     targets = [
-        Target(str(path), path, ours=is_unedited, foreign="was edited after lf-reasoning wrote it")
+        Target("the config", path, ours=is_unedited, foreign="was edited after lf-reasoning wrote it")
         for path in texts
         if path.suffix == ".yaml"
     ]
