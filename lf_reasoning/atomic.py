@@ -94,14 +94,13 @@ def commit_together(files: Sequence[AtomicFile]) -> None:
     for f in files:
         f.prepare()
     backups: list[tuple[AtomicFile, str | None]] = []
-    current = files[0] if files else None
     try:
         for current in files:
+            failed = current.path
             backups.append((current, _backup(current.path)))
             os.replace(current._tmp, current.path)
             current._state = "done"
     except OSError as err:
-        failed = current.path if current is not None else err.filename
         for f, backup in reversed(backups):
             if f._state != "done":
                 continue

@@ -221,6 +221,15 @@ def test_resume_after_an_interrupted_run(distilled: Path, judge_server: OpenAISe
         grade(
             GradeOptions(Inputs((str(distilled),)), judge_options(judge_server.url, "other", api_key_env=KEY_ENV)), out
         )
+    # another rubric or routing would skip the records graded under the old one: refused, OUT unchanged
+    before_bytes = out.read_bytes()
+    for options, option in (
+        ({"rubric": "Rate {prompt} {answer} 0-10."}, "--rubric"),
+        ({"math_when": ("x=y",)}, "--math-when"),
+    ):
+        with pytest.raises(UserError, match=f"made with {option} "):
+            run_grade(distilled, out, judge_server, **options)
+    assert out.read_bytes() == before_bytes
 
 
 def test_kill_9_half_way_then_resume(judge_server: OpenAIServer, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Every case asserts the exit status, the message, and that every file that existe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -275,17 +276,32 @@ def test_registry_that_cannot_be_written_leaves_no_unregistered_data_file(tmp_pa
     assert code == 0, out
 
 
-def test_commit_together_puts_every_file_back_when_a_rename_fails(tmp_path: Path) -> None:
-    first, blocker = tmp_path / "data.jsonl", tmp_path / "dataset_info.json"
-    first.write_bytes(b"old data\n")
-    blocker.mkdir()  # a directory: renaming a file onto it fails (EISDIR)
-    (blocker / "keep").write_text("x")
+def test_commit_together_puts_every_file_back_when_a_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second rename fails (fault injected into os.replace: no real filesystem fails on cue): the first file,
+    already replaced, gets its old content back, and no temp or backup file is left."""
+    import lf_reasoning.atomic as atomic
+
+    data, registry = tmp_path / "data.jsonl", tmp_path / "dataset_info.json"
+    data.write_bytes(b"old data\n")
+    registry.write_bytes(b"{}\n")
     before = snapshot(tmp_path)
-    with AtomicFile(first) as a, AtomicFile(blocker) as b:
+    real_replace, calls = os.replace, []
+
+    def failing_second(src: str, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing_second)
+    with AtomicFile(data) as a, AtomicFile(registry) as b:
         a.write(b"new data\n")
-        b.write(b"{}\n")
-        with pytest.raises(UserError, match=f"cannot replace {blocker}"):
+        b.write(b'{"new": 1}\n')
+        with pytest.raises(UserError, match=f"cannot replace {registry}: Input/output error"):
             commit_together([a, b])
+    monkeypatch.undo()
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "dataset_info.json"]  # no temp, no backup
 

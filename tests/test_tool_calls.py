@@ -262,16 +262,16 @@ def test_lengths_count_the_tools_and_calls_as_llamafactory_does(converted: Path,
     assert list(measured.total) == [total]
     assert measured.prompt[0] == sum(label == IGNORE_INDEX for label in loaded.labels)
     src = _write_jsonl(converted.parent / "lima.jsonl", OPENAI)
+    rejects = converted.parent / "lima.rejects.jsonl"  # named: a run that writes nothing keeps only a named one
     for limit, written in ((total, 1), (total - 1, 0)):
         code, out = run(
             "convert", str(src), "--name", f"lima_{limit}", "--dataset-dir", str(converted.parent / "counted"),
             "--max-tokens", str(limit), "--tokenizer", str(tiny_model), "--template", "qwen3", "--workers", "1",
+            "--rejects", str(rejects),
         )  # fmt: skip
         assert code == (EXIT_OK if written else EXIT_ERROR), out
         if not written:
-            assert f"{total} tokens > --max-tokens {limit}" in (
-                converted.parent / "counted" / f"lima_{limit}.rejects.jsonl"
-            ).read_text(encoding="utf-8")
+            assert f"{total} tokens > --max-tokens {limit}" in rejects.read_text(encoding="utf-8")
 
 
 def test_inspect_shows_the_call_trained_and_the_reply_masked(converted: Path, tiny_model: Path) -> None:

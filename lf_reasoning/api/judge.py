@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import re
 import threading
@@ -78,6 +79,11 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _DECODER = json.JSONDecoder()
 _MAX_REASON = 1000  # characters of the judge's reason kept
 _SHOWN_REPLY = 200  # characters of an unparseable reply kept in the error
+
+
+def rubric_id(custom: str | None) -> str:
+    """How a record names the rubric it was judged with: a resume with another one is refused (``made_with``)."""
+    return "built-in" if custom is None else "sha1:" + hashlib.sha1(custom.encode()).hexdigest()[:12]
 
 
 def load_rubric(path: str | Path) -> str:

@@ -167,7 +167,7 @@ def distill(out: Path, **params: Any) -> None:
 @click.command(
     epilog=EXIT_STATUS
     + """
-Run the same command again to retry failed requests and unscored records.
+Run the same command again to retry failed requests (records written unscored stay as they are).
 
 \b
 Examples:

@@ -158,7 +158,8 @@ def convert(
     )
     report = run_convert(options, log=lambda msg: click.echo(msg, err=True), progress=True)
     click.echo(format_report(report))
-    click.echo(f"see what is trained: lf-reasoning inspect {name} --dataset-dir {dataset_dir} --model MODEL")
+    shown = f"--model {model}" if model else f"--tokenizer {tokenizer}" if tokenizer else "--model MODEL"
+    click.echo(f"see what is trained: lf-reasoning inspect {name} --dataset-dir {dataset_dir} {shown}")
     if report.invalid:
         sys.exit(EXIT_PARTIAL)
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from lf_reasoning.cli.api import _api_key_env, _concurrency, _failures, _log, _request_limits, _take
-from lf_reasoning.cli.options import input_options, judge_options, out_option, workers_option
+from lf_reasoning.cli.options import force_option, input_options, judge_options, out_option, workers_option
 from lf_reasoning.errors import EXIT_PARTIAL, EXIT_STATUS
 
 
@@ -70,7 +70,10 @@ Examples:
 )
 @_failures
 @input_options()
-def grade(out: Path, rubric: Path | None, verify_rubric: Path | None, plot: Path | None, **params: Any) -> None:
+@force_option("Replace an existing --plot file that is not a PNG (an input is never overwritten).")
+def grade(
+    out: Path, rubric: Path | None, verify_rubric: Path | None, plot: Path | None, force: bool, **params: Any
+) -> None:
     """Grade every record of IN the way the DeepSeek-R1 distill-110k data was checked: math and exam answers
     against their reference with Math-Verify (10 right, 0 wrong; multiple-choice letters as letters), the LLM judge
     deciding correct/incorrect (10/0) where no rule extracts an answer or Math-Verify times out, and every other
@@ -82,14 +85,14 @@ def grade(out: Path, rubric: Path | None, verify_rubric: Path | None, plot: Path
     --min-score` and `--require-verified` work on it directly. Judge requests run concurrently with distill's
     retries, rate limits and failures file; re-running the same command sends only what is missing.
     """
-    from lf_reasoning.api.judge import load_rubric
+    from lf_reasoning.api.judge import JUDGE_OPTIONS, load_rubric
     from lf_reasoning.api.options import RequestOptions
     from lf_reasoning.commands.grade import GradeOptions, format_grade_summary, plot_scores
     from lf_reasoning.commands.grade import grade as run_grade
     from lf_reasoning.record.inputs import Inputs
 
     inputs = _take(Inputs, params)
-    request = _take(RequestOptions, params)
+    request = _take(RequestOptions, params, option_prefix=JUDGE_OPTIONS)
     options = GradeOptions(
         inputs,
         request,
@@ -101,11 +104,13 @@ def grade(out: Path, rubric: Path | None, verify_rubric: Path | None, plot: Path
         from lf_reasoning.paths import Target, check_targets
         from lf_reasoning.plot import plot_target
 
-        check_targets([Target("--out", out), plot_target(plot)], inputs=inputs.files())
+        check_targets(
+            [Target("--out", out), plot_target(plot)], inputs=inputs.files(), sources=inputs.sources, force=force
+        )
     report = run_grade(options, out, log=_log, progress=True)
     click.echo(format_grade_summary(report))
     if plot:
         plot_scores(report.tally, plot, f"{out.name}: {report.tally.graded} records graded")
         click.echo(f"score distribution written to {plot}")
-    if report.failed or report.invalid or report.tally.ungraded:
+    if report.failed or report.invalid or report.ungraded:
         sys.exit(EXIT_PARTIAL)

@@ -150,7 +150,8 @@ def _why_all_rejected(report: ConvertReport) -> str:
         reason, n = next(iter(reasons.items()))
         if reason in _ONLY_REASON:
             return _ONLY_REASON[reason].format(n=n)
-    return f"all {report.read} records were rejected"
+    counts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(5))
+    return f"all {report.read} records were rejected ({counts})"
 
 
 @dataclass
@@ -262,11 +263,7 @@ def _prepare_target(options: ConvertOptions, sources: list[Path | str]) -> dict[
     """Create the dataset directory and return the registry with ``NAME`` merged in; refuse before anything is
     written when an output would overwrite an input, another output or a file that belongs to something else."""
     dataset_dir, name, data_file = options.dataset_dir, options.name, options.data_file
-    try:
-        dataset_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--dataset-dir {dataset_dir}: cannot create it: {err.strerror}") from err
-    info = load_dataset_info(dataset_dir)
+    info = load_dataset_info(dataset_dir) if dataset_dir.is_dir() else {}
     targets = [
         Target("the data file", data_file, ours=lambda _: name in info, foreign=f"is not registered as '{name}'"),
         Target("the registry", dataset_dir / DATA_CONFIG),  # read (and refused if unreadable) above
@@ -279,6 +276,10 @@ def _prepare_target(options: ConvertOptions, sources: list[Path | str]) -> dict[
         force=options.force,
         force_hint="pass --force to overwrite it (other entries of the registry are kept)",
     )
+    try:  # only once nothing is refused: a refused run leaves no folder behind
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--dataset-dir {dataset_dir}: cannot create it: {err.strerror}") from err
     entry = sharegpt_entry(data_file.name) if options.style == "sharegpt" else alpaca_entry(data_file.name)
     if options.template is not None and options.think != "drop":  # the words the thoughts are in (validate reads it)
         entry[META_KEY] = words_record(options.template, options.think, options.words)
@@ -339,12 +340,13 @@ class DatasetSink:
         ``registry``) in one step: a failure at any point leaves all of them as they were."""
         self._flush_counting()
         report, options = self.report, self.options
-        if report.written == 0:
-            keep = [self.rejects] if self.rejects.lines else []
-            commit_together(keep)  # the reasons are kept; the dataset and the registry are not touched
+        if report.written == 0:  # exit 1, nothing changed: the dataset's own rejects file still describes it
+            if options.rejects is not None:  # a file the user named for this run's reasons
+                commit_together([self.rejects])
+            where = f"each is in {options.rejects}" if options.rejects else "--rejects FILE keeps each with its reason"
             raise UserError(
-                f"no records written: {_why_all_rejected(report)}; reasons are in "
-                f"{options.rejects_file}. {options.dataset_dir / DATA_CONFIG} was not changed."
+                f"no records written: {_why_all_rejected(report)}; {where}. "
+                f"Nothing was changed in {options.dataset_dir}."
             )
         files = [self.data]
         if self.rejects.lines or options.rejects is not None:

@@ -48,6 +48,7 @@ from lf_reasoning.api.judge import (
     parse_score,
     parse_verdict,
     render,
+    rubric_id,
 )
 from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.api.output import Output
@@ -153,6 +154,7 @@ class GradeReport(RunReport):
 
     tally: Tally = field(default_factory=Tally)
     checked: int = 0  # answers Math-Verify checked this run
+    ungraded: int = 0  # written ungraded this run (the exit status counts these, not earlier runs')
 
 
 class _Job(NamedTuple):
@@ -176,23 +178,14 @@ def grade(
     check_run_files(report, files, options.inputs)
     quiet_math_verify()
     started = time.monotonic()
-    judges: set[str] = set()
+    run = _Grade(options, files, report, log)
 
     def key_of(record: dict[str, Any]) -> str:
         grade, key = record["grade"], record["grade"]["key"]  # a KeyError or TypeError: not grade's output
         report.tally.count(grade)
-        if grade.get("judge_model"):
-            judges.add(grade["judge_model"])
         return key
 
-    with Output(out, log, key_of=key_of, command="grade") as output:
-        other = sorted(judges - {request.model})
-        if other:
-            raise UserError(
-                f"{out} holds grades by --judge-model {other[0]!r}, not {request.model!r}; resume with the same "
-                "judge, or write to another --out"
-            )
-        run = _Grade(options, files, report, log)
+    with Output(out, log, key_of=key_of, command="grade", made_with=_made_with, this_run=run.settings) as output:
         run.check_rules(output, progress)
         run_requests(
             request,
@@ -208,6 +201,12 @@ def grade(
         )
     report.seconds = time.monotonic() - started  # both passes
     return report
+
+
+def _made_with(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings a graded record was made with (a rule-decided one names no judge)."""
+    grade = record["grade"]
+    return {"--judge-model": grade.get("judge_model"), **(grade.get("settings") or {})}
 
 
 def _has_reference(sample: ReasoningSample | RecordError) -> bool:
@@ -227,6 +226,13 @@ class _Grade:
         self.model = options.request.model
         self.rubric = options.rubric or SCORE_RUBRIC
         self.verify_rubric = options.verify_rubric or VERIFY_RUBRIC
+        # kept in every record: resuming with another judge, rubric or routing would skip records made otherwise
+        self.settings = {
+            "--judge-model": self.model,
+            "--rubric": rubric_id(options.rubric),
+            "--verify-rubric": rubric_id(options.verify_rubric),
+            "--math-when": list(options.math_when),
+        }
         self.decided: set[str] = set()  # written by the Math-Verify pass
         self.undecided: dict[str, VerifyResult] = {}  # math records the rules left to the judge, with the reason
 
@@ -337,6 +343,7 @@ class _Grade:
     async def handle(self, session: Session, job: _Job) -> None:
         sample = job.sample
         if isinstance(sample, RecordError):  # written ungraded, with the reader's reason
+            self.report.ungraded += 1
             session.log(f"warning: {job.where}: ungraded: {sample.detail}")
             grade = {"route": None, "method": None, "verdict": None, "score": None}
             return session.write(self._line(job, {**grade, "error_reason": sample.reason, "error": sample.detail}))
@@ -367,6 +374,7 @@ class _Grade:
             grade["reason"] = outcome.value["reason"] or None
         else:
             assert outcome.error is not None
+            self.report.ungraded += 1
             session.log(f"warning: {job.where}: ungraded: {outcome.error.detail}")
             grade.update(error_reason=outcome.error.reason, error=outcome.error.detail)
         grade.update(judge_model=self.model, attempts=outcome.attempts)
@@ -389,6 +397,7 @@ class _Grade:
         previous = record.get("score")
         if previous is not None and previous != grade["score"]:
             grade["previous_score"] = previous
+        grade["settings"] = {k: v for k, v in self.settings.items() if k != "--judge-model"}
         record["grade"] = grade
         record["score"] = grade["score"]
         self.report.tally.count(grade)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from lf_reasoning.api.judge import SCORE_RUBRIC, ask_judge, parse_score, render
+from lf_reasoning.api.judge import SCORE_RUBRIC, ask_judge, parse_score, render, rubric_id
 from lf_reasoning.api.options import RequestOptions
 from lf_reasoning.api.output import Output
 from lf_reasoning.api.report import RunReport, reason_lines, retried_line
@@ -137,9 +137,7 @@ class _Score:
         self.files = files
         self.rubric = options.rubric or SCORE_RUBRIC
         # kept in every record: a resume with another rubric is refused (its records would not be re-scored)
-        self.rubric_id = (
-            "built-in" if options.rubric is None else "sha1:" + hashlib.sha1(self.rubric.encode()).hexdigest()[:12]
-        )
+        self.rubric_id = rubric_id(options.rubric)
         self.model = options.request.model
         self.report = report
         self.log = log

@@ -203,6 +203,8 @@ def _parse(body: Any, name: str) -> _Request:
         value = params[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise _BadRequest(400, f"{key if key != 'max_new_tokens' else 'max_tokens'}: expected a number ≥ 0")
+    if params["top_p"] is not None and not 0 < params["top_p"] <= 1:
+        raise _BadRequest(400, "top_p: expected a number in (0, 1]")
     options = body.get("stream_options") or {}
     return _Request(turns, system, params, stream, bool(isinstance(options, dict) and options.get("include_usage")), n)
 
@@ -327,7 +329,10 @@ def serve(options: ServeOptions, log: Log) -> None:
         f"loading {served.description} (template {served.template}, enable_thinking {served.enable_thinking}, "
         f"backend {served.args['infer_backend']})"
     )
-    engine = Engine(served)
+    try:
+        engine = Engine(served)
+    except (OSError, ValueError) as err:  # a base model not available offline, an unsupported backend setting, …
+        raise UserError(f"{served.description}: LLaMA-Factory cannot load it: {err}") from None
     asyncio.run(_run(build_app(engine, options.name, api_key), options, api_key is not None, log))
 
 

@@ -111,9 +111,9 @@ def range_warning(version: str) -> str | None:
     )
 
 
-def missing_feature(feature: str, command: str, version: str | None = None) -> UserError:
-    """The error for a feature the installed LLaMA-Factory (or ``version``) does not have."""
-    version = version or llamafactory_version() or "(not installed)"
+def missing_feature(feature: str, command: str) -> UserError:
+    """The error for a feature the installed LLaMA-Factory does not have."""
+    version = llamafactory_version() or "(not installed)"
     return UserError(
         f"LLaMA-Factory {version} lacks {feature} that {command} needs; install a version in {TESTED_RANGE}: "
         f"pip install 'llamafactory{TESTED_RANGE}' (or check out such a release in your LLaMA-Factory clone)"

@@ -16,6 +16,7 @@ from lf_reasoning.atomic import write_atomic
 from lf_reasoning.errors import UserError
 
 DATA_CONFIG = "dataset_info.json"
+META_KEY = "lf_reasoning"  # our key in an entry (LLaMA-Factory ignores it): {"template", "think", "thought_words"}
 SOURCE_KEYS = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 ENTRY_KEYS = (*SOURCE_KEYS, "formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags")
@@ -77,16 +78,20 @@ def with_tools_column(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "columns": {**entry["columns"], "tools": "tools"}}
 
 
-def same_but_tools(old: Any, new: dict[str, Any]) -> bool:
-    """Two entries that differ at most in a ``tools`` column (convert knows whether the data has tools only once
-    it is written: the entry of an earlier run of the same dataset is then not another dataset's)."""
+def same_dataset(old: Any, new: dict[str, Any]) -> bool:
+    """Two entries of the same dataset: they differ at most in what convert derives from the data and its options,
+    a ``tools`` column (known once the data is written) and our ``lf_reasoning`` block (the thought words of
+    ``--template``/``--think``), so re-converting it another way is not taken for another dataset."""
 
-    def drop_tools(entry: Any) -> Any:
-        if not isinstance(entry, dict) or not isinstance(entry.get("columns"), dict):
+    def derived_dropped(entry: Any) -> Any:
+        if not isinstance(entry, dict):
             return entry
-        return {**entry, "columns": {k: v for k, v in entry["columns"].items() if k != "tools"}}
+        entry = {k: v for k, v in entry.items() if k != META_KEY}
+        if isinstance(entry.get("columns"), dict):
+            entry["columns"] = {k: v for k, v in entry["columns"].items() if k != "tools"}
+        return entry
 
-    return drop_tools(old) == drop_tools(new)
+    return derived_dropped(old) == derived_dropped(new)
 
 
 def alpaca_entry(file_name: str) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def load_dataset_info(dataset_dir: Path) -> dict[str, Any]:
 def merge_entry(info: dict[str, Any], name: str, entry: dict[str, Any], *, force: bool) -> dict[str, Any]:
     """A copy of ``info`` with ``name`` set to ``entry``; every other entry keeps its content and order."""
     old = info.get(name)
-    if old is not None and not same_but_tools(old, entry) and not force:
+    if old is not None and not same_dataset(old, entry) and not force:
         raise UserError(
             f"{DATA_CONFIG} already has a different entry '{name}': {orjson.dumps(old).decode()}. "
             "Choose another --name, or pass --force to replace it."

@@ -1,6 +1,6 @@
 """Serving what LLaMA-Factory trained elsewhere: the vLLM and SGLang reasoning parser that matches each template
 family, and the chat-template argument that turns thinking on or off. One table, read by the export config's
-header and by ``lf-reasoning serve --help``; the README's table is the same.
+header; the README's table is checked against it by a test.
 
 Sources (looked up December 2026):
 - vLLM: the registry ``_REASONING_PARSERS_TO_REGISTER`` in vllm/reasoning/__init__.py (github.com/vllm-project/vllm,

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lf_reasoning.errors import UserError
+from lf_reasoning.llamafactory.dataset_info import META_KEY
 from lf_reasoning.record.markup import ThoughtWords, has_markup
 
-META_KEY = "lf_reasoning"  # our key in a dataset_info.json entry: {"template", "think", "thought_words"}
 THINK_MODES = ("keep", "drop", "empty")
 SAMPLE_SIZE = 100  # records read to tell the words of a dataset that has no record
 Source = Literal["recorded", "detected", "default"]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from lf_reasoning.errors import RecordError, UserError
-from lf_reasoning.record.formats import Format
+from lf_reasoning.record.formats import Format, fields
 from lf_reasoning.record.inputs import Inputs, iter_inputs
 from lf_reasoning.record.prompt_template import PromptTemplate
 from lf_reasoning.record.sample import ReasoningSample, Turn
@@ -82,8 +82,11 @@ def iter_prompts(
             on_invalid(where, err)
             continue
         if column is not None:
-            value = raw.get(column)
-            sample.reference = None if value is None else str(value)  # numeric answers (GSM8K-style) become text
+            try:  # numeric answers (GSM8K-style) become their text
+                sample.reference = fields.reference(raw, column)
+            except RecordError as err:
+                on_invalid(where, err)
+                continue
         elif not keep_reference:
             sample.reference = None
         yield _prompt(sample, where, system, prompt_suffix)

@@ -10,6 +10,7 @@ import csv
 import difflib
 import gzip
 import io
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,8 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, Raw]]:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[str, Raw]]:
+    # a long thought is one field: the csv module's default limit (131,072 characters) would stop the file there
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     # surrogateescape keeps reading past invalid bytes so only the affected row is rejected
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
@@ -280,7 +283,10 @@ def _iter_csv(path: Path) -> Iterator[tuple[str, Raw]]:
         empty = True
         while True:
             start = reader.line_num + 1  # a row located by its first line (a quoted field may hold line breaks)
-            cells = next(reader, None)
+            try:
+                cells = next(reader, None)
+            except csv.Error as err:  # e.g. a NUL byte: the reader cannot go on past it
+                raise UserError(f"{path}:{start}: cannot read the CSV: {err}; fix that row") from None
             if cells is None:
                 break
             if not cells:  # a blank line
