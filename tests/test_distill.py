@@ -81,6 +81,11 @@ def cli(*args: str, env: dict[str, str | None] | None = None) -> Any:
     return result
 
 
+def distill_to(server: OpenAIServer, src: Path, out: Path, *args: str, env: dict[str, str | None] | None = None) -> Any:
+    """``lf-reasoning distill SRC --out OUT`` against the test server (model ``m``), plus ``args``."""
+    return cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", *args, env=env)
+
+
 def assert_complete(out: Path, prompts: int, n: int = 1) -> list[dict[str, Any]]:
     """OUT holds exactly one well-formed record per (prompt, sample), each with the server's reply."""
     data = out.read_bytes()
@@ -153,14 +158,10 @@ def test_retries_are_bounded_and_failures_reported(server: OpenAIServer, tmp_pat
 def test_cut_off_replies_are_retried_then_recorded_as_failures(server: OpenAIServer, tmp_path: Path) -> None:
     server.config.faults = ["length"] * 3
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out.jsonl"
-    result = cli(
-        str(src),
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        out,
         "--retry-bad",
         "2",
         "--api-key-env",
@@ -173,7 +174,7 @@ def test_cut_off_replies_are_retried_then_recorded_as_failures(server: OpenAISer
     assert [f["finish_reason"] for f in failures] == ["length"] * 3 and all(f["usage"] for f in failures)
     assert not out.exists() or out.read_bytes() == b""
     # the next run retries what failed (the server now answers in full) and the failures file goes away
-    result = cli(str(src), "--out", str(out), "--base-url", server.url, "--model", "m", "--api-key-env", KEY_ENV)
+    result = distill_to(server, src, out, "--api-key-env", KEY_ENV)
     assert result.exit_code == 0, result.output
     assert_complete(out, 3)
     assert not (tmp_path / "out.failures.jsonl").exists()
@@ -408,14 +409,10 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path) -> None:
     server.config.api_key = KEY
     server.config.faults = ["400"]  # its error message echoes the Authorization header
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out" / "out.jsonl"
-    result = cli(
-        str(src),
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        out,
         "--api-key-env",
         KEY_ENV,
         env={KEY_ENV: KEY},
@@ -425,14 +422,10 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path) -> None:
     failures = read_jsonl(out.parent / "out.failures.jsonl")
     assert [f["reason"] for f in failures] == ["http_400"] * 3 and "Bearer ***" in failures[0]["detail"]
     assert KEY not in result.output + result.stderr
-    result = cli(
-        str(src),
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        out,
         "--api-key-env",
         KEY_ENV,
         env={KEY_ENV: KEY},
@@ -442,28 +435,20 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path) -> None:
         assert KEY.encode() not in path.read_bytes(), path
 
     # a wrong key and no key: a clear message, never the key presented (the server echoes it)
-    result = cli(
-        str(src),
-        "--out",
-        str(tmp_path / "o2.jsonl"),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        tmp_path / "o2.jsonl",
         "--api-key-env",
         KEY_ENV,
         env={KEY_ENV: KEY + "-wrong"},
     )
     assert result.exit_code == 1 and f"API key in ${KEY_ENV} was rejected" in result.output
     assert KEY not in result.output
-    result = cli(
-        str(src),
-        "--out",
-        str(tmp_path / "o3.jsonl"),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        tmp_path / "o3.jsonl",
         "--api-key-env",
         KEY_ENV,
         env={KEY_ENV: None},
@@ -496,25 +481,21 @@ def test_user_errors(server: OpenAIServer, tmp_path: Path) -> None:
         assert not out.exists()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli(str(src), "--out", str(blocker / "out.jsonl"), "--base-url", server.url, "--model", "m")
+    result = distill_to(server, src, blocker / "out.jsonl")
     assert result.exit_code == 1 and "cannot write it" in result.output
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text('{"a": 1}\n')
-    result = cli(str(src), "--out", str(foreign), "--base-url", server.url, "--model", "m")
+    result = distill_to(server, src, foreign)
     assert result.exit_code == 1 and "not a record written by distill" in result.output
     assert foreign.read_text() == '{"a": 1}\n'
 
 
 def test_summary_shows_tokens_and_cost(server: OpenAIServer, tmp_path: Path) -> None:
     src, out = prompts_file(tmp_path / "p.jsonl", 3), tmp_path / "out.jsonl"
-    result = cli(
-        str(src),
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--model",
-        "m",
+    result = distill_to(
+        server,
+        src,
+        out,
         "--price-in",
         "0.55",
         "--price-out",
