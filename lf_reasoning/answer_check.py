@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
+from lf_reasoning import latex_cache
 from lf_reasoning.errors import UserError
 
 Method = Literal["math_verify", "unverifiable", "judge"]
@@ -127,10 +128,11 @@ def _gold(reference: str) -> str | VerifyResult | list[Any]:
 
 def _same(gold: list[Any], pred: list[Any]) -> bool:
     """The cheap exit: the answer's parsed value is the gold's (equal sympy structures: the same after Math-Verify's
-    normalisation of ``\\left``/``\\right``, ``\\dfrac``, ``$``, … and parse; for an answer written like the gold
-    its parse cache even returns the same object). ``verify`` would find them equal, so it is skipped (~0.7 ms an
-    answer). Folding the strings by hand to skip the answer's parse as well would change verdicts: Math-Verify
-    reads ``1, 000`` as the set {0, 1} but ``1,000`` as 1000, ``2 3`` as 5, and cannot parse ``5^ {\\circ}``."""
+    normalisation of ``\\left``/``\\right``, ``\\dfrac``, ``$``, … and parse; for an answer written like the gold,
+    spacing aside, the parse caches even return the same object: see ``latex_cache``). ``verify`` would find them
+    equal, so it is skipped (~0.7 ms an answer). Folding the strings by hand instead would change verdicts:
+    Math-Verify reads ``1, 000`` as the set {0, 1} but ``1,000`` as 1000, ``2 3`` as 5, and cannot parse
+    ``5^ {\\circ}``."""
     return _has_math(gold) and not isinstance(pred[0], str) and (pred[0] is gold[0] or pred[0] == gold[0])
 
 
@@ -227,6 +229,7 @@ def _worker(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the main process decides
     warnings.simplefilter("ignore")
     quiet_math_verify()
+    latex_cache.install()
     check_answer("\\frac{1}{2}", "\\boxed{0.5}")  # load the LaTeX parser before the first deadline starts
     conn.send("ready")
     while (batch := conn.recv()) is not None:

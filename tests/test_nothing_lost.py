@@ -223,6 +223,29 @@ def test_config_keeps_an_edited_train_yaml(tmp_path: Path, tiny_model: Path) -> 
     assert code == 0 and train.read_text() != edited, out
 
 
+def test_config_keeps_an_edited_deepspeed_json(tmp_path: Path, tiny_model: Path) -> None:
+    data_dir = tmp_path / "data"
+    code, out = run("convert", str(records(tmp_path / "in.jsonl", 4)), "--name", "r1", "--dataset-dir", str(data_dir))
+    assert code == 0, out
+    run_dir = tmp_path / "run"
+    args = ["config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1"]
+    args += ["--dataset-dir", str(data_dir), "--out", str(run_dir), "--hardware", "multi-gpu"]
+    code, out = run(*args)
+    assert code == 0, out
+    code, out = run(*args)  # as written: replaced without a word
+    assert code == 0, out
+    ds = run_dir / "ds_z2_config.json"
+    tuned = json.loads(ds.read_text())
+    tuned["zero_optimization"]["overlap_comm"] = not tuned["zero_optimization"]["overlap_comm"]
+    ds.write_text(json.dumps(tuned, indent=2) + "\n")
+    before = snapshot(run_dir)
+    code, out = run(*args)
+    assert code == EXIT_ERROR and f"the DeepSpeed config {ds} exists and differs from what lf-reasoning" in out, out
+    assert snapshot(run_dir) == before  # the YAMLs are not replaced either: the files are written together
+    code, out = run(*args, "--force")
+    assert code == 0 and json.loads(ds.read_text()) != tuned, out
+
+
 # --- 3. a full disk, a registry that cannot be replaced ---------------------------------------------------------
 
 _LIMITED = textwrap.dedent(

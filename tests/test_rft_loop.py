@@ -1,10 +1,11 @@
 """Rejection-sampling fine-tuning on your own model, on the CPU: the README recipe, command for command.
 
-The tiny model is fully fine-tuned once (module fixture) until it reproduces five records, one of them with a wrong
-answer it has learnt. Then the loop: ``serve`` its train.yaml, ``distill --n 2`` (temperature > 0) from an Alpaca
-math file whose ``output`` holds the gold answers, ``grade`` (Math-Verify against those answers; the loopback judge
-where no rule extracts an answer and for the records without one), ``convert --require-verified`` (and ``--min-score
-8`` for comparison), then ``config`` + ``train`` again on the kept samples: the second round.
+The tiny model is fully fine-tuned once (the session's ``memorised`` fixture, shared with test_serve) until it
+reproduces its records, one of them ("3 * 3?") with a wrong answer it has learnt. Then the loop: ``serve`` its
+train.yaml, ``distill --n 2`` (temperature > 0) from an Alpaca math file whose ``output`` holds the gold answers,
+``grade`` (Math-Verify against those answers; the loopback judge where no rule extracts an answer and for the records
+without one), ``convert --require-verified`` (and ``--min-score 8`` for comparison), then ``config`` + ``train``
+again on the kept samples: the second round.
 """
 
 from __future__ import annotations
@@ -19,22 +20,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from openai_server import OpenAIServer, ServerConfig
 
 from tests.cli_runner import run
 
-# What the model is trained to say: question → (thought, answer). "3 * 3?" is learnt wrong on purpose.
-TRAINED = {
-    "2 + 2?": ("Add two and two.", "4"),
-    "3 * 3?": ("Three threes.", "6"),
-    "Legs of a dog?": ("A dog has four legs.", "Four."),
-    "Say hi.": ("A greeting.", "Hi!"),
-    "Name a color.": ("Any color.", "Blue."),
-}
-# The Alpaca file distill reads: its `output` is the gold answer (empty: a record without one, graded by rubric).
+if TYPE_CHECKING:
+    from conftest import Memorised
+
+# The Alpaca file distill reads, of memorised questions (the model says "6" to "3 * 3?"): its `output` is the gold
+# answer (empty: a record without one, graded by rubric).
 GOLD = {"2 + 2?": "4", "3 * 3?": "9", "Legs of a dog?": "4", "Say hi.": "", "Name a color.": ""}
 JUDGE_VERDICTS = {"Legs of a dog?": True}  # "Four." holds no number Math-Verify extracts: the judge decides
 JUDGE_RATINGS = {"Say hi.": 9, "Name a color.": 3}
@@ -47,18 +44,6 @@ EXPECTED = {
     "Name a color.": ("general", "rubric", None, 3),
 }
 N = 2
-# Full fine-tuning, the five records in one batch at a constant high rate: memorised in 60 steps.
-ROUND_1 = [
-    "max_steps=60",
-    "per_device_train_batch_size=8",
-    "gradient_accumulation_steps=1",
-    "learning_rate=3e-3",
-    "lr_scheduler_type=constant",
-    "warmup_steps=0",
-    "val_size=0",
-    "logging_steps=20",
-    "save_steps=1000",
-]
 STARTUP_S = 240
 _QUESTION = re.compile(r"\[(?:PROBLEM|PROMPT)\]\n(.*?)\n\[END")
 
@@ -79,21 +64,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rft")
+def root(memorised: Memorised) -> Path:
+    """The session's memorising fine-tune: ``data/`` and ``run/``; round 2 adds its dataset and ``run2/`` here."""
+    return memorised.root
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_model: Path, root: Path) -> Path:
-    """``run/train.yaml`` of a full fine-tune that reproduces TRAINED: the model of round 1."""
-    rows = [{"input": q, "reasoning_content": t, "content": a} for q, (t, a) in TRAINED.items()]
-    src = _write_jsonl(root / "seed.jsonl", rows)
-    _ok("convert", str(src), "--name", "seed", "--dataset-dir", str(root / "data"))
-    _ok(
-        "config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "seed",
-        "--dataset-dir", str(root / "data"), "--out", str(root / "run"), "--hardware", "cpu", "--finetuning", "full",
-    )  # fmt: skip
-    _ok("train", str(root / "run" / "train.yaml"), *ROUND_1)
+def trained(root: Path) -> Path:
+    """``run/train.yaml`` of the full fine-tune that reproduces the memorised replies: the model of round 1."""
     return root / "run" / "train.yaml"
 
 
@@ -145,7 +123,7 @@ def _rejects(path: Path, graded: list[dict[str, Any]]) -> Counter[tuple[str, str
 
 
 def test_rejection_sampling_round_on_your_own_model(
-    served: str, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: str, root: Path, memorised: Memorised, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a local server: no key
     alpaca = _write_jsonl(
@@ -162,7 +140,7 @@ def test_rejection_sampling_round_on_your_own_model(
     samples = _read_jsonl(distilled)
     assert Counter((r["input"], r["sample"]) for r in samples) == Counter((q, s) for q in GOLD for s in range(N))
     for row in samples:
-        assert (row["reasoning_content"], row["content"]) == TRAINED[row["input"]], row
+        assert (row["reasoning_content"], row["content"]) == memorised.replies[row["input"]], row
         assert row.get("reference_answer") == (GOLD[row["input"]] or None) and row["params"]["temperature"] == 0.6
         assert row["params"]["extra_body"] == {"top_p": 0.95}
 

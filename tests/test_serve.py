@@ -1,10 +1,10 @@
 """``lf-reasoning serve`` end to end on the CPU, and ``distill`` against servers nobody here wrote.
 
-The tiny model is fully fine-tuned once (module fixture) until it reproduces three records greedily; ``serve`` is
-started on its train.yaml in a subprocess on a free loopback port, and ``distill`` must get back exactly the
-trained thoughts in ``reasoning_content`` and the trained answers in ``content``, streamed and not. The same model
-is then served by LLaMA-Factory's own ``llamafactory-cli api``, which returns the thought inline in ``content``:
-distill must read it from there.
+The tiny model is fully fine-tuned once (the session's ``memorised`` fixture, shared with test_rft_loop) until it
+reproduces its records greedily; ``serve`` is started on its train.yaml in a subprocess on a free loopback port, and
+``distill`` must get back exactly the trained thoughts in ``reasoning_content`` and the trained answers in
+``content``, streamed and not. The same model is then served by LLaMA-Factory's own ``llamafactory-cli api``, which
+returns the thought inline in ``content``: distill must read it from there.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -28,24 +29,11 @@ from lf_reasoning.llamafactory.serving import parsers_for
 from lf_reasoning.llamafactory.thought_words import reasoning_templates, template_words
 from tests.cli_runner import run
 
-RECORDS = [
-    {"input": "2 + 2?", "reasoning_content": "Add two and two.", "content": "4"},
-    {"input": "Color of the sky?", "reasoning_content": "The sky is blue.", "content": "Blue."},
-    {"input": "Legs of a dog?", "reasoning_content": "A dog has four legs.", "content": "Four."},
-]
-EXPECTED = {r["input"]: (r["reasoning_content"], r["content"]) for r in RECORDS}
-# Full fine-tuning, the three records in one batch at a constant high rate: memorised in 60 steps (~1 min here).
-TRAIN_OVERRIDES = [
-    "max_steps=60",
-    "per_device_train_batch_size=4",
-    "gradient_accumulation_steps=1",
-    "learning_rate=3e-3",
-    "lr_scheduler_type=constant",
-    "warmup_steps=0",
-    "val_size=0",
-    "logging_steps=10",
-    "save_steps=1000",
-]
+if TYPE_CHECKING:
+    from conftest import Memorised
+
+# The memorised questions distill asks here.
+ASKED = ("2 + 2?", "Color of the sky?", "Legs of a dog?")
 KEY_ENV = "LF_REASONING_API_KEY"
 KEY = "test-key-7f3a"
 STARTUP_S = 240
@@ -63,18 +51,15 @@ def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The config folder ``run/`` of a full fine-tune that memorised RECORDS."""
-    root = tmp_path_factory.mktemp("serve")
-    src = _write_jsonl(root / "mem.jsonl", RECORDS)
-    _ok("convert", str(src), "--name", "mem", "--dataset-dir", str(root / "data"))
-    out = root / "run"
-    _ok(
-        "config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "mem",
-        "--dataset-dir", str(root / "data"), "--out", str(out), "--hardware", "cpu", "--finetuning", "full",
-    )  # fmt: skip
-    _ok("train", str(out / "train.yaml"), *TRAIN_OVERRIDES)
-    return out
+def trained(memorised: Memorised) -> Path:
+    """The config folder ``run/`` of the full fine-tune that memorised the session's records."""
+    return memorised.root / "run"
+
+
+@pytest.fixture(scope="module")
+def expected(memorised: Memorised) -> dict[str, tuple[str, str]]:
+    """question → (thought, answer) the model was trained on, for the questions ASKED."""
+    return {q: memorised.replies[q] for q in ASKED}
 
 
 class _Process:
@@ -137,7 +122,7 @@ def served(trained: Path) -> Iterator[str]:
 
 
 def _distill(tmp_path: Path, url: str, model: str, *extra: str) -> list[dict[str, object]]:
-    src = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": r["input"]} for r in RECORDS])
+    src = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in ASKED])
     out = tmp_path / "out.jsonl"
     _ok(
         "distill", str(src), "--out", str(out), "--base-url", url, "--model", model, "--temperature", "0",
@@ -148,13 +133,13 @@ def _distill(tmp_path: Path, url: str, model: str, *extra: str) -> list[dict[str
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_distill_from_serve_returns_the_trained_thoughts_and_answers(
-    served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+    served: str, expected: dict[str, tuple[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
     rows = _distill(tmp_path, served, "run", *(["--stream"] if stream else []))
-    assert sorted(r["input"] for r in rows) == sorted(EXPECTED)
+    assert sorted(r["input"] for r in rows) == sorted(expected)
     for row in rows:
-        assert (row["reasoning_content"], row["content"]) == EXPECTED[row["input"]], row
+        assert (row["reasoning_content"], row["content"]) == expected[row["input"]], row
         assert row["finish_reason"] == "stop" and row["params"]["stream"] is stream
         usage = row["usage"]
         assert usage["prompt_tokens"] > 5 and usage["completion_tokens"] > 3, usage
@@ -216,12 +201,12 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_distill_reads_the_inline_thought_from_llamafactory_api(
-    trained: Path, tmp_path: Path, stream: bool, lf_api: str
+    expected: dict[str, tuple[str, str]], tmp_path: Path, stream: bool, lf_api: str
 ) -> None:
     rows = _distill(tmp_path, lf_api, "tiny", *(["--stream"] if stream else []))
-    assert sorted(r["input"] for r in rows) == sorted(EXPECTED)
+    assert sorted(r["input"] for r in rows) == sorted(expected)
     for row in rows:
-        assert (row["reasoning_content"], row["content"]) == EXPECTED[row["input"]], row
+        assert (row["reasoning_content"], row["content"]) == expected[row["input"]], row
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,14 @@ runs (``NNODES`` > 1) get ``FORCE_TORCHRUN=1``, which LLaMA-Factory requires for
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,25 +130,78 @@ def run_plan(plan: RunPlan, echo: Echo) -> int:
     return code
 
 
+# After the second Ctrl-C (or an exception of ours while the child runs) the child and all it started get SIGTERM,
+# then SIGKILL after this many seconds: a rank or dataloader worker that ignores SIGTERM must not outlive us.
+STOP_GRACE_S = 5.0
+
+
 def _stream(command: list[str], env: dict[str, str], echo: Echo) -> int:
     """Run ``command``, passing its combined output through as it comes (progress bars included); returns its exit
-    code, or ``EXIT_INTERRUPTED`` after Ctrl-C (or a SIGINT that ended the child)."""
+    code, or ``EXIT_INTERRUPTED`` after Ctrl-C (or a SIGINT that ended the child).
+
+    The child stays in our process group (and on our terminal), so the terminal's Ctrl-C reaches it and every
+    process it started: after the first one its output keeps draining while it stops by itself; the second stops
+    it and its descendants (``_stop_tree``), as does any exception of ours while it still runs."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    interrupted = False
-    while True:
-        try:
-            while chunk := os.read(process.stdout.fileno(), 65536):
-                echo(decoder.decode(chunk))
-            break
-        except KeyboardInterrupt:  # the child got the same SIGINT: let it stop (its output still drains)
-            if interrupted:  # a second Ctrl-C: stop it now
-                process.kill()
-            interrupted = True
-    echo(decoder.decode(b"", final=True))
+    interrupts = 0
+
+    def first_ctrl_c_raises_nothing(signum: int, frame: object) -> None:
+        # a KeyboardInterrupt right after os.read returned would lose that chunk: the child's first words on Ctrl-C
+        nonlocal interrupts
+        if interrupts:
+            raise KeyboardInterrupt
+        interrupts = 1
+
+    # only in place of Python's own Ctrl-C handler (not where SIGINT is ignored); only the main thread may set one
+    main_thread = threading.current_thread() is threading.main_thread()
+    replace = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if replace:
+        signal.signal(signal.SIGINT, first_ctrl_c_raises_nothing)
+    try:
+        while True:
+            try:
+                while chunk := os.read(process.stdout.fileno(), 65536):
+                    echo(decoder.decode(chunk))
+                process.wait()  # the output may end before the child does
+                break
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts == 2:
+                    _stop_tree(process)
+                elif interrupts > 2:  # the tree is gone: whatever still holds the output open is not ours to wait for
+                    break
+        echo(decoder.decode(b"", final=True))
+    finally:
+        if replace:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if process.poll() is None:  # an exception: the child must not outlive us (poll: wait_procs may reap it)
+            _stop_tree(process)
+        process.stdout.close()
     code = process.wait()
-    return EXIT_INTERRUPTED if interrupted or code in (-signal.SIGINT, 128 + signal.SIGINT) else code
+    return EXIT_INTERRUPTED if interrupts or code in (-signal.SIGINT, 128 + signal.SIGINT) else code
+
+
+def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to ``process`` and all its descendants, SIGKILL to those left after ``STOP_GRACE_S`` seconds (or at
+    a Ctrl-C meanwhile); returns once ``process`` is reaped. The descendants are collected first: once one dies, its
+    children are reparented out of reach."""
+    import psutil  # in the [train] extra, as train itself
+
+    root = psutil.Process(process.pid)  # not reaped yet, so still ours (a zombie at worst)
+    procs = [root, *root.children(recursive=True)]
+    try:
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or one that changed user
+                proc.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
+    except KeyboardInterrupt:  # a Ctrl-C meanwhile (the third): no more grace
+        alive = procs
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.kill()
+    process.wait()  # the exit status is lost (0) where wait_procs reaped it first
 
 
 def interrupted_message(plan: RunPlan) -> str:

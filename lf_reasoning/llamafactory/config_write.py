@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -35,8 +36,13 @@ def write_configs(configs: ConfigSet, out: Path, *, force: bool = False) -> list
         texts[out / file.file_name] = _stamped(text)
     targets = [
         Target("the config", path, ours=is_unedited, foreign="was edited after lf-reasoning wrote it")
-        for path in texts
         if path.suffix == ".yaml"
+        # JSON has no comment for a stamp, and the DeepSpeed file depends on its ZeRO stage (its name) alone: one
+        # that differs from what lf-reasoning writes for that name was edited
+        else Target(
+            "the DeepSpeed config", path, ours=_same_bytes(text), foreign="differs from what lf-reasoning writes"
+        )
+        for path, text in texts.items()
     ]
     check_targets(targets, force=force, force_hint="pass --force to replace it (or write to another --out)")
     try:
@@ -56,6 +62,10 @@ _STAMP = "# lf-reasoning sha256 of the lines above (edit freely: an edited file 
 
 def _stamped(text: str) -> str:
     return f"{text}{_STAMP}{hashlib.sha256(text.encode()).hexdigest()}\n"
+
+
+def _same_bytes(text: str) -> Callable[[Path], bool]:
+    return lambda path: path.read_bytes() == text.encode()
 
 
 def is_unedited(path: Path) -> bool:

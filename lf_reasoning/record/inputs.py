@@ -78,7 +78,8 @@ def iter_inputs(
     file to ``on_format(src, format, why)``); it is ``None`` only for unparseable records before the first good
     one. With ``lazy``, JSON Lines come in unparsed blocks after the first record (see ``iter_file``).
     ``on_first(src, where, record, format)`` sees each file's first parsed record (convert's column checks). A
-    ``--format``/``--map`` that cannot read that record stops the run with the ``--map`` its keys suggest.
+    ``--format``/``--map`` needing a key that record lacks stops the run with the ``--map`` its keys suggest (a
+    null value is that record's fault only: it is rejected like any bad record).
     """
     for src in sources if sources is not None else inputs.files():
         records = iter_file(src, lazy=lazy) if isinstance(src, Path) else iter_hub(src, split=inputs.hub_split)
@@ -102,8 +103,12 @@ def _check_forced(fmt: Format, record: dict[str, Any], where: str, prompts: bool
     """Refuse a forced shape whose required fields the first record lacks (else every record is rejected)."""
     if fmt.name != "columns" and fmt.detect(record):
         return
+    # Only a key the record lacks means the shape does not fit the file; a field that is there but null (or a CSV
+    # row cut short) is this record's fault, rejected on its own. So nulls read as "" here: a missing_field left
+    # names an absent key.
+    filled = {key: "" if value is None else value for key, value in record.items()}
     try:
-        fmt.prompt(record) if prompts else fmt.read(record)
+        fmt.prompt(filled) if prompts else fmt.read(filled)
     except RecordError as err:
         if err.reason != "missing_field":
             return  # a bad record, not a wrong shape: it is rejected on its own
