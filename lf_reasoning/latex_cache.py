@@ -6,11 +6,12 @@ write the same answer with other spacing (``x = 5`` and ``x=5``, ``(0, 1]``, ``2
 whitespace, so they are the same token stream and the parser builds the same tree from it. This cache keys
 latex2sympy's result by that stream (and the arguments), so such a string costs a lexer pass instead of a parse.
 
-It gives exactly what Math-Verify gives: latex2sympy reads the raw text in two places only, both kept out of the
-cache. ``1,000`` against ``1, 000`` (a number or a set, decided by a regex on the raw text) is not cached, nor is
-a derivative numerator (``\\frac{d…}{dx}``, ``\\partial``), which it re-parses from a raw slice. A string that
-fails to parse is not cached: Math-Verify's fallback and messages see the original. Calls other than
-Math-Verify's own (with a normalisation or variables) pass straight through.
+It gives exactly what Math-Verify gives: the raw text decides three things besides the tokens, none shared
+through the cache. Math-Verify picks real or complex symbols from it (``2i`` but not ``2 i``): that choice is part
+of the key. latex2sympy reads ``1,000`` against ``1, 000`` (a number or a set) with a regex on it: such strings
+are not cached, nor is a derivative (``\\frac{d…}{dx}``, ``\\partial``), whose numerator it re-parses from a raw
+slice. A string that fails to parse is not cached: Math-Verify's fallback and messages see the original. Calls
+other than Math-Verify's own (with a normalisation or variables) pass straight through.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from typing import Any
 from antlr4 import InputStream
 from antlr4.error.ErrorListener import ErrorListener
 
-_MAX_ENTRIES = 4096  # sympy trees of short answers: a few MB at most per worker
+# Respaced answers are short; a long string is parsed as before. Bounded so: ~11 MB a worker for 35-character
+# answers, ~45 MB at the limit.
+_MAX_CHARS = 200
+_MAX_ENTRIES = 4096
 _KEYED = ("convert_degrees", "normalization_config", "conversion_config")  # the keyword arguments Math-Verify passes
 
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -44,10 +48,9 @@ def cached(latex2sympy: Any) -> Any:
     from latex2sympy2_extended.latex2sympy2 import comma_number_regex
 
     def cached_latex2sympy(latex_str: str, variable_values: Any = None, is_real: Any = None, **kwargs: Any) -> Any:
-        plain = (
-            variable_values is None and kwargs.get("normalization_config", True) is None and set(kwargs) <= set(_KEYED)
-        )
-        tokens = _tokens(latex_str) if plain and not comma_number_regex.match(latex_str) else None
+        plain = variable_values is None and set(kwargs) <= set(_KEYED) and len(latex_str) <= _MAX_CHARS
+        plain = plain and kwargs.get("normalization_config", True) is None and not comma_number_regex.match(latex_str)
+        tokens = _tokens(latex_str) if plain else None
         if tokens is None:
             return latex2sympy(latex_str, variable_values, is_real, **kwargs)
         key = (tokens, is_real, kwargs.get("convert_degrees"), kwargs.get("conversion_config"))

@@ -55,11 +55,13 @@ SPACES = ["", "", " ", "  ", "\t", "\n"]
 
 
 @pytest.fixture(autouse=True)
-def cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Math-Verify's parse routed through the cache for one test, every cache empty before and after."""
+def plain(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Math-Verify's parse routed through the cache for one test, every cache empty before and after; yields the
+    plain latex2sympy."""
     warnings.simplefilter("ignore")
     quiet_math_verify()
-    monkeypatch.setattr(math_verify.parser, "latex2sympy", latex_cache.cached(math_verify.parser.latex2sympy))
+    plain = math_verify.parser.latex2sympy
+    monkeypatch.setattr(math_verify.parser, "latex2sympy", latex_cache.cached(plain))
     clear = [
         math_verify.parser.parse_latex_cached.cache_clear,
         answer_check._gold.cache_clear,
@@ -67,7 +69,7 @@ def cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ]
     for step in clear:
         step()
-    yield
+    yield plain
     for step in clear:
         step()
 
@@ -132,7 +134,7 @@ def test_the_same_tokens_are_parsed_once(first: str, second: str) -> None:
     ("first", "second"),
     [
         ("1,000", "1, 000"),  # a number, then a set: the comma regex reads the raw text
-        ("\\frac{d x^2}{dx}", "\\frac{d  x^2}{dx}"),  # a derivative's numerator is re-parsed from the raw text
+        ("\\frac{d(x^2)}{dx}", "\\frac{d (x^2)}{dx}"),  # a derivative's numerator is re-parsed from the raw text
         ("\\frac{\\partial y}{\\partial x}", "\\frac{\\partial  y}{\\partial x}"),
     ],
 )
@@ -145,6 +147,23 @@ def test_strings_whose_raw_text_matters_are_never_cached(first: str, second: str
     assert latex_cache.cached(real)(second, is_real=True, convert_degrees=False, normalization_config=None) == (
         f"parsed {second}"
     )
+
+
+@pytest.mark.parametrize(("first", "second"), [("x+2i", "x + 2 i"), ("3i", "3 i"), ("1,000", "1, 000")])
+def test_math_verify_parses_what_it_parses_without_the_cache(
+    first: str, second: str, plain: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through Math-Verify's own parse: it decides real or complex symbols from the raw text (``2i`` but not
+    ``2 i``), which the cache keys on."""
+    from math_verify import LatexExtractionConfig, parse
+
+    def parsed(text: str) -> str:
+        return sympy.srepr(parse(f"${text}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=None)[0])
+
+    cached = [parsed(first), parsed(second)]
+    monkeypatch.setattr(math_verify.parser, "latex2sympy", plain)
+    math_verify.parser.parse_latex_cached.cache_clear()
+    assert cached == [parsed(first), parsed(second)]
 
 
 def test_install_routes_math_verify_through_the_cache_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,13 +197,18 @@ def test_stats_plot_never_overwrites_the_dataset(tmp_path: Path, data_dir: Path)
     assert snapshot(data_dir) == before
 
 
-def test_config_keeps_an_edited_train_yaml(tmp_path: Path, tiny_model: Path) -> None:
+def config_args(tmp_path: Path, tiny_model: Path, hardware: str) -> list[str]:
+    """A dataset converted into ``tmp_path/data``; the ``config`` arguments that write ``tmp_path/run`` for it."""
     data_dir = tmp_path / "data"
     code, out = run("convert", str(records(tmp_path / "in.jsonl", 4)), "--name", "r1", "--dataset-dir", str(data_dir))
     assert code == 0, out
-    run_dir = tmp_path / "run"
     args = ["config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1"]
-    args += ["--dataset-dir", str(data_dir), "--out", str(run_dir), "--hardware", "cpu"]
+    return [*args, "--dataset-dir", str(data_dir), "--out", str(tmp_path / "run"), "--hardware", hardware]
+
+
+def test_config_keeps_an_edited_train_yaml(tmp_path: Path, tiny_model: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = config_args(tmp_path, tiny_model, "cpu")
     code, out = run(*args)
     assert code == 0, out
     code, out = run(*args)  # unedited since written: replaced without a word
@@ -224,12 +229,8 @@ def test_config_keeps_an_edited_train_yaml(tmp_path: Path, tiny_model: Path) -> 
 
 
 def test_config_keeps_an_edited_deepspeed_json(tmp_path: Path, tiny_model: Path) -> None:
-    data_dir = tmp_path / "data"
-    code, out = run("convert", str(records(tmp_path / "in.jsonl", 4)), "--name", "r1", "--dataset-dir", str(data_dir))
-    assert code == 0, out
     run_dir = tmp_path / "run"
-    args = ["config", "--model", str(tiny_model), "--template", "qwen3", "--dataset", "r1"]
-    args += ["--dataset-dir", str(data_dir), "--out", str(run_dir), "--hardware", "multi-gpu"]
+    args = config_args(tmp_path, tiny_model, "multi-gpu")
     code, out = run(*args)
     assert code == 0, out
     code, out = run(*args)  # as written: replaced without a word

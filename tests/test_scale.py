@@ -148,13 +148,20 @@ def test_tokenized_path_is_reused_and_a_stale_one_refused(tiny_model: Path, data
     code, output = run("train", str(config), *STEPS, "cutoff_len=512")
     assert code == 1 and "key 'tokenized_path'" in output and "(cutoff_len changed since" in output, output[-2000:]
     data = next(dataset_dir.glob("r1*.jsonl"))
-    stat = data.stat()
-    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the data file was rewritten
+    stat, original = data.stat(), data.read_bytes()
     try:
+        data.write_bytes(original)  # rewritten with the same bytes (convert run again): the same tokens
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # surely modified since
+        code, output = run("train", str(config), *STEPS)
+        assert code == 0 and f"Loaded tokenized dataset from {tokenized}" in output, output[-3000:]
+        assert b"2" in original
+        data.write_bytes(original.replace(b"2", b"3"))  # the same size, other records
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
         code, output = run("train", str(config), *STEPS)
     finally:
+        data.write_bytes(original)
         os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert code == 1 and "(data files (size, modified) changed since" in output, output[-2000:]
+    assert code == 1 and f"(data file {data} changed since" in output, output[-2000:]
     assert f"rm -r {tokenized}" in output
 
 

@@ -198,6 +198,21 @@ def test_first_ctrl_c_lets_the_trainer_stop_by_itself(start: Callable[..., Run])
     assert "trainer: step 1\ntrainer: saving after SIGINT\n" in out and "Traceback" not in out
 
 
+def test_ctrl_c_pressed_three_times_at_once_is_one_clean_stop(start: Callable[..., Run]) -> None:
+    """The third Ctrl-C a few milliseconds after the second (while the tree is being collected) only cuts the
+    grace short: exit 130, no traceback, nothing left."""
+    run = start("INT,TERM", "continue", grace=60)
+    run.wait_for_output("trainer: step 1\n")
+    os.killpg(run.ours.pid, signal.SIGINT)
+    run.wait_for_output("trainer: saving after SIGINT\n")
+    for _ in range(2):
+        os.killpg(run.ours.pid, signal.SIGINT)
+        time.sleep(0.005)
+    out = run.finish()
+    assert run.ours.returncode == EXIT_INTERRUPTED, out
+    assert _ends(run.trainer) and _ends(run.grandchild) and "Traceback" not in out
+
+
 def test_an_error_of_ours_stops_every_process_the_trainer_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,6 +229,7 @@ def test_an_error_of_ours_stops_every_process_the_trainer_started(
 
     with pytest.raises(BrokenPipeError):
         train.run_plan(train.RunPlan(Path("train.yaml"), {}, "predict", command), echo=closed_output)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # ours was put back
     pids = [int((tmp_path / name).read_text()) for name in ("trainer.pid", "grandchild.pid")]
     try:
         assert all(_ends(pid) for pid in pids)

@@ -208,6 +208,9 @@ def demo(out: Path, teacher: tuple[str, str] | None) -> int:
     shutil.rmtree(tiny, ignore_errors=True)
     stages.run("model", [sys.executable, "-m", "lf_reasoning.tiny_model", str(tiny), str(out / "corpus.txt")])
     for variant in VARIANTS:
+        # a new tiny model (and data distilled anew): the tokens a previous run saved are not this run's
+        shutil.rmtree(out / variant / "tokenized", ignore_errors=True)
+        (out / variant / "tokenized.inputs.json").unlink(missing_ok=True)
         args = config_args(variant, str(tiny), out, dataset_dir)
         # --force: the work folder is the demo's own; a re-run replaces configs an older version wrote
         stages.run(f"config_{variant}", lf_reasoning(*args, "--hardware", "cpu", "--finetuning", "full", "--force"))

@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,66 +143,93 @@ def _stream(command: list[str], env: dict[str, str], echo: Echo) -> int:
     The child stays in our process group (and on our terminal), so the terminal's Ctrl-C reaches it and every
     process it started: after the first one its output keeps draining while it stops by itself; the second stops
     it and its descendants (``_stop_tree``), as does any exception of ours while it still runs."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    interrupts = 0
+    import psutil  # noqa: F401  (the [train] extra: missing, it fails here, not in the middle of a Ctrl-C)
 
-    def first_ctrl_c_raises_nothing(signum: int, frame: object) -> None:
-        # a KeyboardInterrupt right after os.read returned would lose that chunk: the child's first words on Ctrl-C
-        nonlocal interrupts
-        if interrupts:
-            raise KeyboardInterrupt
-        interrupts = 1
-
-    # only in place of Python's own Ctrl-C handler (not where SIGINT is ignored); only the main thread may set one
-    main_thread = threading.current_thread() is threading.main_thread()
-    replace = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    if replace:
-        signal.signal(signal.SIGINT, first_ctrl_c_raises_nothing)
-    try:
-        while True:
-            try:
-                while chunk := os.read(process.stdout.fileno(), 65536):
-                    echo(decoder.decode(chunk))
-                process.wait()  # the output may end before the child does
-                break
-            except KeyboardInterrupt:
-                interrupts += 1
-                if interrupts == 2:
-                    _stop_tree(process)
-                elif interrupts > 2:  # the tree is gone: whatever still holds the output open is not ours to wait for
+    ctrl_c = _CtrlC()
+    with ctrl_c.installed():
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            while True:
+                try:
+                    while chunk := os.read(process.stdout.fileno(), 65536):
+                        echo(decoder.decode(chunk))
+                    process.wait()  # the output may end before the child does
                     break
-        echo(decoder.decode(b"", final=True))
-    finally:
-        if replace:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        if process.poll() is None:  # an exception: the child must not outlive us (poll: wait_procs may reap it)
-            _stop_tree(process)
-        process.stdout.close()
+                except KeyboardInterrupt:
+                    ctrl_c.raised()
+                    if ctrl_c.count < 2:  # Python's own handler raised the first: the child stops by itself
+                        continue
+                    if process.poll() is None:
+                        _stop_tree(process, ctrl_c)
+                    elif ctrl_c.count > 2:  # the tree is gone: what still holds the output open is not ours
+                        break
+            echo(decoder.decode(b"", final=True))
+        finally:
+            if process.poll() is None:  # an exception: the child must not outlive us (poll: wait_procs may reap it)
+                _stop_tree(process, ctrl_c)
+            process.stdout.close()
     code = process.wait()
-    return EXIT_INTERRUPTED if interrupts or code in (-signal.SIGINT, 128 + signal.SIGINT) else code
+    return EXIT_INTERRUPTED if ctrl_c.count or code in (-signal.SIGINT, 128 + signal.SIGINT) else code
 
 
-def _stop_tree(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to ``process`` and all its descendants, SIGKILL to those left after ``STOP_GRACE_S`` seconds (or at
-    a Ctrl-C meanwhile); returns once ``process`` is reaped. The descendants are collected first: once one dies, its
+class _CtrlC:
+    """Counts Ctrl-C during a run. The first only counts: a KeyboardInterrupt right after ``os.read`` returned would
+    lose that chunk, the child's first words on Ctrl-C. Later ones raise KeyboardInterrupt to leave a blocking
+    read, except while the tree is being stopped, where they only cut the grace short."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._ours = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count > 1 and not self.stopping:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        # only in place of Python's own handler (an ignored SIGINT stays ignored); only the main thread may set one
+        self._ours = threading.current_thread() is threading.main_thread()
+        self._ours = self._ours and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if self._ours:
+            signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            if self._ours:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def raised(self) -> None:
+        """A KeyboardInterrupt was caught: where Python's own handler raised it, count it here."""
+        if not self._ours:
+            self.count += 1
+
+
+def _stop_tree(process: subprocess.Popen[bytes], ctrl_c: _CtrlC) -> None:
+    """SIGTERM to ``process`` and all its descendants, SIGKILL to those left after ``STOP_GRACE_S`` seconds or at
+    the next Ctrl-C; returns once ``process`` is reaped. The descendants are collected first: once one dies, its
     children are reparented out of reach."""
-    import psutil  # in the [train] extra, as train itself
+    import psutil
 
-    root = psutil.Process(process.pid)  # not reaped yet, so still ours (a zombie at worst)
-    procs = [root, *root.children(recursive=True)]
+    ctrl_c.stopping, hurry = True, ctrl_c.count + 1
     try:
-        for proc in procs:
+        root = psutil.Process(process.pid)  # not reaped yet, so still ours (a zombie at worst)
+        alive = [root, *root.children(recursive=True)]
+        for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or one that changed user
                 proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
-    except KeyboardInterrupt:  # a Ctrl-C meanwhile (the third): no more grace
-        alive = procs
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            proc.kill()
-    process.wait()  # the exit status is lost (0) where wait_procs reaped it first
+        deadline = time.monotonic() + STOP_GRACE_S
+        while alive and time.monotonic() < deadline and ctrl_c.count < hurry:
+            _, alive = psutil.wait_procs(alive, timeout=0.05)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.kill()
+        process.wait()  # the exit status is lost (0) where wait_procs reaped it first
+    finally:
+        ctrl_c.stopping = False
 
 
 def interrupted_message(plan: RunPlan) -> str:
