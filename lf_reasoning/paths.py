@@ -47,6 +47,8 @@ def check_targets(
         path = target.path
         if path.is_dir():
             raise UserError(f"{target.label} {path}: is a directory; give a file name")
+        if path.exists() and not path.is_file():  # /dev/null, a FIFO: the rename into place would replace it
+            raise UserError(f"{target.label} {path}: is not a regular file (a device or a pipe); give a file path")
         for src in inputs:
             if isinstance(src, Path) and same_file(path, src):
                 raise UserError(
@@ -54,7 +56,7 @@ def check_targets(
                     "Choose another path."
                 )
         for folder in folders:
-            if _inside(path, folder):
+            if inside(path, folder):
                 raise UserError(
                     f"{target.label} {path} is inside the input folder {folder}: the next run would read it back "
                     f"as input. Write it outside {folder}, or name the input files instead of the folder."
@@ -76,7 +78,7 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 

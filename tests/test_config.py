@@ -140,7 +140,11 @@ def test_measured_cutoff_len_refuses_truncation(dataset_dir: Path, tiny_model: P
         "64",
     ]
     code, out = run(*args)
-    assert code == 1 and "cutoff_len 64 would truncate" in out and "--max-tokens 64" in out
+    assert code == 1 and "cutoff_len 64 would truncate" in out and "--max-tokens 64 --tokenizer " in out
+    fix = out.split("drop them with `lf-reasoning convert … ", 1)[1].split("`", 1)[0]  # runs as suggested
+    code, out = run("convert", str(R1), "--name", "r1", "--dataset-dir", str(tmp_path / "cut"), *fix.split())
+    assert "--template qwen3" in fix and code == 1 and "too_long" in out, (fix, out)  # every record is over 64
+    code, out = run(*args)
     assert not (tmp_path / "train.yaml").exists()
     code, out = run(*args, "--allow-truncation")
     assert code == 0 and "would truncate" in out

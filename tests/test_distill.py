@@ -362,6 +362,10 @@ def test_resume_sends_only_what_is_missing(server: OpenAIServer, tmp_path: Path)
     assert run_distill(server, src, out, n=2).pending == 0 and not server.requests
     with pytest.raises(UserError, match="--model"):
         run_distill(server, src, out, model="another-model")
+    with pytest.raises(UserError, match=r"made with --temperature None, not 0\.6"):  # sampled now: another OUT
+        run_distill(server, src, out, n=2, temperature=0.6)
+    with pytest.raises(UserError, match="--max-tokens"):
+        run_distill(server, src, out, n=2, max_tokens=64)
 
 
 def test_kill_9_half_way_then_resume(server: OpenAIServer, tmp_path: Path) -> None:

@@ -254,6 +254,14 @@ def test_convert_ends_with_the_inspect_command(tmp_path: Path, tiny_model: Path)
     command = line.split(": ", 1)[1].split()[2:]  # the printed command, with the tiny model for MODEL
     code, out = run(*["inspect", *(str(tiny_model) if a == "MODEL" else a for a in command), "--template", "qwen3"])
     assert code == 0 and "── record 0 · " in out, out
+    # converted for a template: the printed command names it, and runs as printed
+    args = ["convert", str(R1), "--name", "r2", "--dataset-dir", str(tmp_path / "d")]
+    code, out = run(*args, "--tokenizer", str(tiny_model), "--template", "qwen3")
+    assert code == 0, out
+    line = out.strip().splitlines()[-1]
+    assert line.endswith(f"--tokenizer {tiny_model} --template qwen3"), line
+    code, out = run("inspect", *line.split(": ", 1)[1].split()[2:])
+    assert code == 0 and "── record 0 · " in out, out
 
 
 def test_readme_example_is_what_the_command_prints(tiny_model: Path) -> None:

@@ -45,6 +45,7 @@ def data_dir(tmp_path: Path) -> Path:
     d.mkdir()
     (d / "dataset_info.json").write_text(json.dumps(REGISTRY, indent=2) + "\n")
     (d / "mine.json").write_text('[{"q": "x", "r": "y"}]')
+    (d / "notes.txt").write_text("my notes\n")
     return d
 
 
@@ -57,9 +58,10 @@ def data_dir(tmp_path: Path) -> Path:
         ("{src}", "--rejects {src} is also an input"),
         ("{data}/dataset_info.json", "the registry and --rejects are the same file"),
         ("{data}/r1.jsonl", "the data file and --rejects are the same file"),
-        ("{data}/mine.json", "--rejects {data}/mine.json exists and was not written by lf-reasoning; pass --force"),
+        ("{data}/mine.json", "--rejects {data}/mine.json holds the data of the entry 'mine' in {data}/dataset_info"),
+        ("{data}/notes.txt", "--rejects {data}/notes.txt exists and was not written by lf-reasoning; pass --force"),
     ],
-    ids=["input", "registry", "data-file", "user-file"],
+    ids=["input", "registry", "data-file", "other-dataset", "user-file"],
 )
 def test_convert_rejects_path_collisions(tmp_path: Path, data_dir: Path, rejects: str, message: str) -> None:
     src = records(tmp_path / "in.jsonl", 3)
@@ -81,6 +83,23 @@ def test_convert_force_never_overwrites_an_input(tmp_path: Path, data_dir: Path)
     code, out = run("convert", str(src), "--name", "r1", "--dataset-dir", str(data_dir), "--force")
     assert code == EXIT_ERROR and f"the data file {src} is also an input" in out
     assert snapshot(data_dir) == before
+
+
+def test_convert_force_never_overwrites_another_dataset(tmp_path: Path, data_dir: Path) -> None:
+    """A data file named like another entry's (``--name shared`` → shared.jsonl, the file of entry 'other'), or a
+    rejects file that is (``--name x`` → x.rejects.jsonl of entry 'x.rejects'): refused even with --force."""
+    registry = json.loads((data_dir / "dataset_info.json").read_text())
+    registry |= {"other": {"file_name": "shared.jsonl"}, "x.rejects": {"file_name": "x.rejects.jsonl"}}
+    (data_dir / "dataset_info.json").write_text(json.dumps(registry))
+    (data_dir / "shared.jsonl").write_text('{"instruction": "keep", "output": "me"}\n')
+    (data_dir / "x.rejects.jsonl").write_text('{"instruction": "keep", "output": "me too"}\n')
+    src = records(tmp_path / "in.jsonl", 3)
+    before = snapshot(data_dir)
+    for name, label, owner in [("shared", "the data file", "other"), ("x", "--rejects", "x.rejects")]:
+        code, out = run("convert", str(src), "--name", name, "--dataset-dir", str(data_dir), "--force")
+        assert code == EXIT_ERROR and f"{label} {data_dir}" in out, out
+        assert f"holds the data of the entry '{owner}'" in out and "Choose another --name" in out, out
+        assert snapshot(data_dir) == before
 
 
 def test_convert_refuses_a_dataset_dir_inside_the_source_folder(tmp_path: Path) -> None:

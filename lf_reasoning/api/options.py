@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +14,8 @@ from yarl import URL
 
 from lf_reasoning.api.client import ChatClient, chat_url
 from lf_reasoning.errors import UserError
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,12 @@ class RequestOptions:
 
     def api_key(self, log: Callable[[str], None], requests: str = "requests") -> str | None:
         """The key from ``$api_key_env``; its absence is logged (fine for a local server), the key never is."""
-        key = os.environ.get(self.api_key_env) or None
+        if not _ENV_NAME.fullmatch(self.api_key_env):  # a key pasted where its variable's name goes: never shown
+            raise UserError(
+                f"{self.option_prefix}api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "not the key itself: export the key in a variable and name that variable"
+            )
+        key = (os.environ.get(self.api_key_env) or "").strip() or None  # a .env file with CRLF line ends
         if key is None:
             log(f"${self.api_key_env} is not set: {requests} go without an API key (fine for a local server)")
         return key

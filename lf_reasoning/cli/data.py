@@ -159,6 +159,7 @@ def convert(
     report = run_convert(options, log=lambda msg: click.echo(msg, err=True), progress=True)
     click.echo(format_report(report))
     shown = f"--model {model}" if model else f"--tokenizer {tokenizer}" if tokenizer else "--model MODEL"
+    shown += f" --template {template}" if template else ""
     click.echo(f"see what is trained: lf-reasoning inspect {name} --dataset-dir {dataset_dir} {shown}")
     if report.invalid:
         sys.exit(EXIT_PARTIAL)

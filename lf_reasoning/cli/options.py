@@ -25,7 +25,14 @@ def input_options(map_help: str = MAP_HELP) -> Callable[[Callable[..., Any]], Ca
             help="Source shape; auto detects it from each file's first record and says why.",
         ),
         click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help=map_help),
-        click.option("--split", "hub_split", default="train", show_default=True, help="Split of a Hugging Face SRC."),
+        click.option(
+            "--split",
+            "hub_split",
+            default="train",
+            show_default=True,
+            help="Split of a Hugging Face SRC, or of a folder whose files are named by split "
+            "(train-00000-of-00002.parquet, test.jsonl).",
+        ),
     )
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -34,7 +34,7 @@ from lf_reasoning.llamafactory.dataset_info import (
     with_tools_column,
 )
 from lf_reasoning.llamafactory.thought_words import META_KEY, words_record
-from lf_reasoning.paths import REJECTS_FILE, Target, check_targets
+from lf_reasoning.paths import REJECTS_FILE, Target, check_targets, inside, same_file
 from lf_reasoning.record.fields_seen import unused_notes
 from lf_reasoning.record.filters import Dedup, SampleFilter, dedup_digest
 from lf_reasoning.record.formats import Format, read_record
@@ -264,6 +264,7 @@ def _prepare_target(options: ConvertOptions, sources: list[Path | str]) -> dict[
     written when an output would overwrite an input, another output or a file that belongs to something else."""
     dataset_dir, name, data_file = options.dataset_dir, options.name, options.data_file
     info = load_dataset_info(dataset_dir) if dataset_dir.is_dir() else {}
+    _refuse_others_files(info, name, dataset_dir, {"the data file": data_file, "--rejects": options.rejects_file})
     targets = [
         Target("the data file", data_file, ours=lambda _: name in info, foreign=f"is not registered as '{name}'"),
         Target("the registry", dataset_dir / DATA_CONFIG),  # read (and refused if unreadable) above
@@ -284,6 +285,23 @@ def _prepare_target(options: ConvertOptions, sources: list[Path | str]) -> dict[
     if options.template is not None and options.think != "drop":  # the words the thoughts are in (validate reads it)
         entry[META_KEY] = words_record(options.template, options.think, options.words)
     return merge_entry(info, name, entry, force=options.force)
+
+
+def _refuse_others_files(info: dict[str, Any], name: str, dataset_dir: Path, outputs: dict[str, Path]) -> None:
+    """An output that is the data of another entry of the registry is refused, ``--force`` or not: replacing it
+    would destroy that dataset."""
+    for other, entry in info.items():
+        file_name = entry.get("file_name") if isinstance(entry, dict) and other != name else None
+        if not isinstance(file_name, str) or not file_name.strip():
+            continue
+        for label, path in outputs.items():
+            if same_file(path, dataset_dir / file_name) or inside(path, dataset_dir / file_name):
+                raise UserError(
+                    f"{label} {path} holds the data of the entry '{other}' in {dataset_dir / DATA_CONFIG}: "
+                    f"writing it would destroy that dataset. Choose another --name"
+                    + (" or --rejects path" if label == "--rejects" else "")
+                    + f" (or remove the entry '{other}' first)"
+                )
 
 
 class DatasetSink:

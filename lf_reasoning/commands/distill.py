@@ -173,7 +173,8 @@ def distill(
 
 
 def _check_resumable(output: Output[Any], options: DistillOptions) -> None:
-    """Refuse to mix replies to different questions (model, system prompt, suffix) in one OUT."""
+    """Refuse to mix replies to different questions (model, system prompt, suffix) or asked otherwise (sampling,
+    token limit, extra body) in one OUT: a resume that changed them would send nothing and say it is done."""
     if output.first is None:
         return
     params = output.first.get("params") or {}
@@ -182,6 +183,9 @@ def _check_resumable(output: Output[Any], options: DistillOptions) -> None:
         ("--system", params.get("system"), options.system),
         ("--prompt-suffix", params.get("prompt_suffix"), options.prompt_suffix),
         ("--prompt-template", params.get("prompt_template"), options.wrap.text if options.wrap else None),
+        ("--temperature", params.get("temperature"), options.request.temperature),
+        ("--max-tokens", params.get("max_tokens"), options.request.max_tokens),
+        ("--extra-body", params.get("extra_body"), options.extra or None),
     ):
         if old != new:
             raise UserError(

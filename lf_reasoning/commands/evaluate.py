@@ -21,7 +21,9 @@ import orjson
 from lf_reasoning.errors import RecordError, UserError
 from lf_reasoning.plot import new_figure, save_png
 from lf_reasoning.record.markup import THOUGHT_OPEN
+from lf_reasoning.record.sources import BOM
 from lf_reasoning.record.thoughts import has_exact_thought, merge_thought, split_thought
+from lf_reasoning.textfile import read_text
 
 Task = Literal["classify", "math", "free"]
 TASKS: tuple[Task, ...] = ("classify", "math", "free")
@@ -170,10 +172,7 @@ def match_label(answer: str, labels: dict[str, str]) -> str:
 
 def read_labels(path: Path) -> list[str]:
     """Labels from a file, one per line (blank lines skipped); duplicates after normalising are an error."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"--labels {path}: cannot read: {err}") from err
+    lines = read_text(path, "--labels").splitlines()
     labels = [line.strip() for line in lines if line.strip()]
     if not labels:
         raise UserError(f"--labels {path}: no labels (expected one label per line)")
@@ -228,6 +227,8 @@ def _read(path: Path, report: EvalReport) -> list[_Record]:
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
             where = f"{path}:{number}"
+            if number == 1:
+                line = line.removeprefix(BOM)  # written by an editor on Windows
             if not line.strip():
                 continue
             try:

@@ -34,7 +34,7 @@ def cutoff_len_for(
     stats = _measure(req, dataset_dir, template, enable_thinking, warnings)
     if req.method in ("answer-only", "answer-only-masked"):
         _refuse_thoughts(req, dataset_dir, stats, warnings)
-    return _choose_cutoff(req, stats, warnings)
+    return _choose_cutoff(req, stats, template, warnings)
 
 
 def _local_datasets(dataset_dir: Path, names: Sequence[str]) -> bool:
@@ -90,7 +90,9 @@ def _refuse_thoughts(req: ConfigRequest, dataset_dir: Path, stats: LengthStats |
         )
 
 
-def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list[str]) -> tuple[int, str]:
+def _choose_cutoff(
+    req: ConfigRequest, stats: LengthStats | None, template: str, warnings: list[str]
+) -> tuple[int, str]:
     """cutoff_len and why; refuses one that would truncate records unless ``allow_truncation``."""
     if stats is None:
         if req.cutoff_len is not None:
@@ -109,7 +111,7 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
             f"tokens; longest {longest}), rounded up to a multiple of 256."
         )
     count = _refuse_truncation(
-        stats, cutoff, req.tokenizer or req.model, "--cutoff-len ", req.allow_truncation, warnings
+        stats, cutoff, req.tokenizer or req.model, template, "--cutoff-len ", req.allow_truncation, warnings
     )
     if count:
         why += f" Truncates {count} record(s): allowed with --allow-truncation."
@@ -117,7 +119,7 @@ def _choose_cutoff(req: ConfigRequest, stats: LengthStats | None, warnings: list
 
 
 def _refuse_truncation(
-    stats: LengthStats, cutoff: int, tokenizer: str, set_cutoff: str, allow: bool, warnings: list[str]
+    stats: LengthStats, cutoff: int, tokenizer: str, template: str, set_cutoff: str, allow: bool, warnings: list[str]
 ) -> int:
     """How many records ``cutoff`` truncates; refused (``UserError`` with the fixes) unless ``allow``, then a
     warning. ``set_cutoff`` spells how the user sets cutoff_len: ``--cutoff-len `` or ``cutoff_len=``."""
@@ -132,7 +134,7 @@ def _refuse_truncation(
     if not allow:
         raise UserError(
             f"{message} Fix: drop them with `lf-reasoning convert … --max-tokens {cutoff} --tokenizer "
-            f"{tokenizer}`, or set {set_cutoff}{suggest_cutoff_len(stats, 100.0)} "
+            f"{tokenizer} --template {template}`, or set {set_cutoff}{suggest_cutoff_len(stats, 100.0)} "
             "(covers every record), or pass --allow-truncation to accept it."
         )
     warnings.append(message + " (allowed with --allow-truncation)")
@@ -166,7 +168,7 @@ def check_truncation(config: Mapping[str, Any], source: str, *, allow: bool = Fa
     cutoff = int(config.get("cutoff_len", DataArguments.__dataclass_fields__["cutoff_len"].default))
     warnings: list[str] = []
     try:
-        _refuse_truncation(stats, cutoff, tokenizer, "cutoff_len=", allow, warnings)
+        _refuse_truncation(stats, cutoff, tokenizer, str(template), "cutoff_len=", allow, warnings)
     except UserError as err:
         raise UserError(f"{source}: {err.message}") from None
     return [f"{source}: {w}" for w in warnings]

@@ -61,7 +61,7 @@ class Inputs:
 
     def files(self) -> list[Path | str]:
         """The local files (folders expanded) and hub names, checked to exist."""
-        return resolve_sources(self.sources)
+        return resolve_sources(self.sources, split=self.hub_split)
 
 
 def iter_inputs(

@@ -10,6 +10,7 @@ import csv
 import difflib
 import gzip
 import io
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,16 +43,37 @@ def has_supported_suffix(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
-def list_files(src: str) -> list[Path]:
-    """The files a SRC argument names: a file, or the supported files of a directory (sorted)."""
+# Hugging Face's split names and their synonyms (datasets' data_files.SPLIT_KEYWORDS); a file is named by a split
+# when a folder under SRC, or the file name, is the keyword or starts with it and a separator (``test.jsonl``,
+# ``data/train-00000-of-00002.parquet``, ``validation/part0.json``), as ``load_dataset`` reads a folder.
+SPLIT_KEYWORDS = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "dev", "val"),
+    "test": ("test", "testing", "eval", "evaluation"),
+}
+_SPLIT_OF_KEYWORD = {keyword: split for split, keywords in SPLIT_KEYWORDS.items() for keyword in keywords}
+_SPLIT_NAME = re.compile(rf"({'|'.join(_SPLIT_OF_KEYWORD)})(?:$|[-._ 0-9])", re.IGNORECASE)
+# metadata a Hub snapshot or a LLaMA-Factory data folder holds beside its records
+_NOT_RECORDS = ("dataset_infos.json", "dataset_info.json")
+
+
+def list_files(src: str, *, split: str = "train") -> list[Path]:
+    """The files a SRC argument names: a file, or the supported files of a directory (sorted), leaving out hidden
+    folders and files and dataset metadata. A directory whose files are named by more than one split (a downloaded
+    Hub dataset) gives only those of ``split``: reading it whole would mix test rows into the training data."""
     path = Path(src)
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and has_supported_suffix(p) and not p.name.startswith(".")
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and has_supported_suffix(p)
+            and p.name.lower() not in _NOT_RECORDS
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
             raise UserError(f"{src}: directory holds no {', '.join(SUFFIXES)} file")
-        return files
+        return _files_of_split(src, path, files, split)
     if path.is_file():
         if not has_supported_suffix(path):
             raise UserError(f"{src}: unsupported file type; use one of {', '.join(SUFFIXES)}")
@@ -59,6 +81,30 @@ def list_files(src: str) -> list[Path]:
     close = difflib.get_close_matches(path.name, _names_in(path.parent), n=1, cutoff=0.75)
     hint = f"; did you mean {path.parent / close[0]}?" if close else ""
     raise UserError(f"{src}: no such file or directory{hint}")
+
+
+def _files_of_split(src: str, folder: Path, files: list[Path], split: str) -> list[Path]:
+    """The files of ``split`` when ``files`` are named by more than one split; else all of them."""
+    splits = {f: _split_of(f.relative_to(folder)) for f in files}
+    found = sorted({s for s in splits.values() if s is not None}, key=list(SPLIT_KEYWORDS).index)
+    if len(found) < 2:
+        return files
+    wanted = _SPLIT_OF_KEYWORD.get(split.lower(), split)
+    if wanted not in found:
+        raise UserError(
+            f"{src}: no {split!r} split here; its files are named by the splits {', '.join(found)}: "
+            "pick one with --split"
+        )
+    return [f for f, s in splits.items() if s == wanted]
+
+
+def _split_of(relative: Path) -> str | None:
+    """The split a file's folders (outermost first) or name place it in; ``None``: not named by a split."""
+    for part in relative.parts:
+        match = _SPLIT_NAME.match(part)
+        if match:
+            return _SPLIT_OF_KEYWORD[match.group(1).lower()]
+    return None
 
 
 def _names_in(folder: Path) -> list[str]:
@@ -105,8 +151,9 @@ def iter_hub(name: str, *, split: str = "train") -> Iterator[tuple[str, Raw]]:
         ) from err
 
 
-def resolve_sources(sources: Sequence[str]) -> list[Path | str]:
-    """The local files (directories expanded) and hub names that SRC arguments name, checked to exist."""
+def resolve_sources(sources: Sequence[str], *, split: str = "train") -> list[Path | str]:
+    """The local files (directories expanded, keeping ``split`` of a split folder) and hub names that SRC arguments
+    name, checked to exist."""
     if not sources:
         raise UserError("no SRC given: pass a file, a directory or a Hugging Face dataset name")
     inputs: list[Path | str] = []
@@ -114,7 +161,7 @@ def resolve_sources(sources: Sequence[str]) -> list[Path | str]:
         if looks_like_hub_name(src):
             inputs.append(src)
         else:
-            inputs.extend(list_files(src))
+            inputs.extend(list_files(src, split=split))
     return inputs
 
 
